@@ -1,0 +1,40 @@
+# Muster: `make run` serves the app, `make test` runs the suite. Both set themselves up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+export FLASK_APP := wsgi.py
+
+.PHONY: run test bench setup setup-dev clean
+
+$(BIN)/.runtime: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(BIN)/.dev: requirements.txt requirements-dev.txt $(BIN)/.runtime
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(BIN)/.runtime
+
+setup-dev: $(BIN)/.dev
+
+run: setup
+	$(BIN)/flask db upgrade
+	$(BIN)/flask seed-demo --if-empty
+	@echo ""
+	@echo "Muster is running at http://127.0.0.1:$(PORT)/  (staff console: http://127.0.0.1:$(PORT)/admin/)"
+	@echo "Demo logins, password 'demo-password': superadmin@demo.test, admin@demo.test, coordinator@demo.test, member@demo.test"
+	@echo ""
+	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+
+test: setup-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup-dev
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,57 @@
+"""Application factory: a readable list of init_* calls."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.config import BASE_DIR, INSTANCE_DIR, Config
+
+
+def create_app(config: object | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(BASE_DIR / "templates"),
+        instance_path=str(INSTANCE_DIR),
+        instance_relative_config=True,
+    )
+    app.config.from_object(config or Config())
+
+    init_extensions(app)
+    init_blueprints(app)
+    init_admin_console(app)
+    init_cli(app)
+    return app
+
+
+def init_extensions(app: Flask) -> None:
+    from app import models  # noqa: F401  (registers every table with the metadata)
+    from app.extensions import csrf, db, limiter, migrate
+    from app.security import init_security
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    init_security(app)
+
+
+def init_blueprints(app: Flask) -> None:
+    from app.api import init_api
+    from app.auth import bp as auth_bp
+    from app.portal import bp as portal_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(portal_bp)
+    init_api(app)
+
+
+def init_admin_console(app: Flask) -> None:
+    from app.admin import init_admin
+
+    init_admin(app)
+
+
+def init_cli(app: Flask) -> None:
+    from app.cli import register_commands
+
+    register_commands(app)

@@ -1,0 +1,100 @@
+"""Configuration read from the environment.
+
+Everything secret or machine-specific comes from environment variables so the
+same code runs on a laptop, in CI and in production. In development a random
+SECRET_KEY is generated once and kept in ``instance/secret_key`` so sessions
+survive restarts without anyone having to invent a key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = Path(os.environ.get("MUSTER_INSTANCE_DIR", BASE_DIR / "instance"))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _persistent_secret_key() -> str:
+    """Return SECRET_KEY from the environment, or one generated once per instance."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        # Accept the common postgres:// spelling and use psycopg 3.
+        if url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url[len("postgres://"):]
+        elif url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        return url
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{INSTANCE_DIR / 'muster.db'}"
+
+
+class Config:
+    """Settings for running the app; every value can be overridden by the environment."""
+
+    def __init__(self) -> None:
+        self.SECRET_KEY = _persistent_secret_key()
+        self.SQLALCHEMY_DATABASE_URI = _database_url()
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.ORG_NAME = os.environ.get("MUSTER_ORG_NAME", "Muster Demo Movement")
+        # Names of the geography levels, from the root down.
+        self.UNIT_LEVELS = [
+            level.strip()
+            for level in os.environ.get(
+                "MUSTER_UNIT_LEVELS", "province,district,constituency,ward"
+            ).split(",")
+            if level.strip()
+        ]
+        self.DEFAULT_PHONE_REGION = os.environ.get("MUSTER_PHONE_REGION", "ZM")
+        self.MEMBER_NUMBER_PREFIX = os.environ.get("MUSTER_MEMBER_NUMBER_PREFIX", "M")
+        self.LOGIN_MAX_ATTEMPTS = int(os.environ.get("MUSTER_LOGIN_MAX_ATTEMPTS", "5"))
+        self.LOGIN_LOCK_MINUTES = int(os.environ.get("MUSTER_LOGIN_LOCK_MINUTES", "15"))
+        self.LOGIN_RATE_LIMIT = os.environ.get("MUSTER_LOGIN_RATE_LIMIT", "20 per minute")
+        self.API_TOKEN_DAYS = int(os.environ.get("MUSTER_API_TOKEN_DAYS", "30"))
+        self.PHOTO_MAX_BYTES = int(os.environ.get("MUSTER_PHOTO_MAX_BYTES", str(5 * 1024 * 1024)))
+        self.PHOTO_MAX_PIXELS = int(os.environ.get("MUSTER_PHOTO_MAX_PIXELS", "600"))
+        self.MAX_CONTENT_LENGTH = int(os.environ.get("MUSTER_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
+        self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+        self.RATELIMIT_HEADERS_ENABLED = True
+        self.WTF_CSRF_TIME_LIMIT = None  # tied to the session instead of a clock
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = _env_bool("MUSTER_SECURE_COOKIES", False)
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
+        self.PERMANENT_SESSION_LIFETIME = int(os.environ.get("MUSTER_SESSION_SECONDS", str(8 * 3600)))
+        self.FLASK_ADMIN_SWATCH = "default"
+        self.ADMIN_PAGE_SIZE = int(os.environ.get("MUSTER_ADMIN_PAGE_SIZE", "20"))
+
+
+class TestConfig(Config):
+    """Settings for the test suite: a throwaway database, CSRF on as in production."""
+
+    def __init__(self, database_url: str | None = None) -> None:
+        super().__init__()
+        self.TESTING = True
+        self.SECRET_KEY = "test-secret-key"
+        self.SQLALCHEMY_DATABASE_URI = database_url or os.environ.get(
+            "TEST_DATABASE_URL", "sqlite://"
+        )
+        self.RATELIMIT_STORAGE_URI = "memory://"
+        self.PASSWORD_METHOD = "pbkdf2:sha256:1000"  # fast hashes keep the suite quick

@@ -1,0 +1,24 @@
+"""Models, one module per domain. Importing this package registers every table."""
+
+from app.models.audit import AuditEntry
+from app.models.counters import Counter
+from app.models.geo import Unit
+from app.models.people import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag
+from app.models.rbac import ApiToken, Permission, Role, RoleAssignment, User
+
+__all__ = [
+    "ApiToken",
+    "AuditEntry",
+    "Counter",
+    "GENDERS",
+    "MEMBER_STATUSES",
+    "Member",
+    "MemberPhoto",
+    "MemberStatusChange",
+    "Permission",
+    "Role",
+    "RoleAssignment",
+    "Tag",
+    "Unit",
+    "User",
+]

@@ -1,0 +1,446 @@
+"""The member registry: validation, duplicates, status lifecycle, soft delete and photos.
+
+Every change made here is checked against the actor's scope (a coordinator
+cannot create or move a member outside their wards) and written to the audit
+log. Input arrives as plain values, from forms, the API or imports alike.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+from datetime import date, datetime
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from PIL import Image, ImageOps, UnidentifiedImageError
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.extensions import db
+from app.models import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag, Unit
+from app.models.base import utcnow
+from app.security import can
+from app.services import audit
+from app.services.counters import allocate
+from app.services.errors import DuplicateError, ServiceError
+
+# Allowed status changes. Deceased is final; expelled members may only re-apply (pending).
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"active", "resigned", "deceased"}),
+    "active": frozenset({"suspended", "lapsed", "resigned", "deceased", "expelled"}),
+    "suspended": frozenset({"active", "resigned", "deceased", "expelled"}),
+    "lapsed": frozenset({"active", "resigned", "deceased"}),
+    "resigned": frozenset({"pending", "active", "deceased"}),
+    "expelled": frozenset({"pending"}),
+    "deceased": frozenset(),
+}
+INITIAL_STATUSES = ("pending", "active")
+
+EDITABLE_FIELDS = (
+    "first_name", "last_name", "other_names", "gender", "date_of_birth", "national_id",
+    "phone", "email", "address", "unit_id", "joined_on", "notes", "tags",
+)
+NATIONAL_ID_RE = re.compile(r"^[A-Z0-9/-]{4,40}$")
+
+
+# --- normalisation --------------------------------------------------------------------
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive key: 'Müller' -> 'muller'."""
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
+
+
+def prefix_range(column, prefix: str) -> ColumnElement[bool]:
+    """``column`` starts with ``prefix``, as an index-friendly range on a byte-ordered column."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(column >= prefix, column < upper)
+
+
+def normalize_phone(raw: str | None, region: str | None = None) -> str | None:
+    """E.164 form of a phone number, read in the organisation's default country."""
+    if raw is None or not str(raw).strip():
+        return None
+    region = region or current_app.config["DEFAULT_PHONE_REGION"]
+    try:
+        number = phonenumbers.parse(str(raw).strip(), region)
+    except phonenumbers.NumberParseException:
+        raise ServiceError(f"'{raw}' is not a phone number.", field="phone") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ServiceError(f"'{raw}' is not a valid phone number.", field="phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_email(raw: str | None) -> str | None:
+    if raw is None or not str(raw).strip():
+        return None
+    try:
+        result = validate_email(str(raw).strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ServiceError(f"'{raw}' is not a valid email address: {exc}", field="email") from None
+    return result.normalized.lower()
+
+
+def normalize_national_id(raw: str | None) -> str | None:
+    if raw is None or not str(raw).strip():
+        return None
+    value = re.sub(r"\s+", "", str(raw)).upper()
+    if not NATIONAL_ID_RE.match(value):
+        raise ServiceError(
+            "A national ID number is 4-40 letters, digits, '/' or '-'.", field="national_id"
+        )
+    return value
+
+
+def _as_date(value: Any, field: str, label: str) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ServiceError(f"{label} must be a date like 1990-04-25.", field=field) from None
+
+
+def _text(value: Any, field: str, label: str, max_len: int, required: bool = False) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        if required:
+            raise ServiceError(f"{label} is required.", field=field)
+        return None
+    if len(text) > max_len:
+        raise ServiceError(f"{label} is too long ({max_len} characters at most).", field=field)
+    return text
+
+
+def clean(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    """Validate and normalise member fields; with ``partial`` only the keys given."""
+    unknown = set(data) - set(EDITABLE_FIELDS) - {"status", "status_reason"}
+    if unknown:
+        raise ServiceError(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    out: dict[str, Any] = {}
+
+    def wanted(key: str) -> bool:
+        return key in data or not partial
+
+    if wanted("first_name"):
+        out["first_name"] = _text(data.get("first_name"), "first_name", "First name", 80, required=True)
+    if wanted("last_name"):
+        out["last_name"] = _text(data.get("last_name"), "last_name", "Last name", 80, required=True)
+    if wanted("other_names"):
+        out["other_names"] = _text(data.get("other_names"), "other_names", "Other names", 120)
+    if wanted("gender"):
+        gender = (data.get("gender") or "").strip().lower() or None
+        if gender is not None and gender not in GENDERS:
+            raise ServiceError(f"Gender must be one of: {', '.join(GENDERS)}.", field="gender")
+        out["gender"] = gender
+    if wanted("date_of_birth"):
+        dob = _as_date(data.get("date_of_birth"), "date_of_birth", "Date of birth")
+        if dob is not None and (dob > date.today() or dob.year < 1900):
+            raise ServiceError("Date of birth must be in the past (and after 1900).", field="date_of_birth")
+        out["date_of_birth"] = dob
+    if wanted("national_id"):
+        out["national_id"] = normalize_national_id(data.get("national_id"))
+    if wanted("phone"):
+        out["phone"] = normalize_phone(data.get("phone"))
+    if wanted("email"):
+        out["email"] = normalize_email(data.get("email"))
+    if wanted("address"):
+        out["address"] = _text(data.get("address"), "address", "Address", 500)
+    if wanted("notes"):
+        out["notes"] = _text(data.get("notes"), "notes", "Notes", 5000)
+    if wanted("joined_on"):
+        joined = _as_date(data.get("joined_on"), "joined_on", "Joined on")
+        if joined is not None and joined > date.today():
+            raise ServiceError("Joined on cannot be in the future.", field="joined_on")
+        if joined is not None or not partial:
+            out["joined_on"] = joined or date.today()
+    if wanted("unit_id"):
+        unit_id = data.get("unit_id")
+        if isinstance(unit_id, Unit):
+            unit_id = unit_id.id
+        if unit_id in (None, ""):
+            raise ServiceError("Choose the member's unit (usually a ward).", field="unit_id")
+        try:
+            unit_id = int(unit_id)
+        except (TypeError, ValueError):
+            raise ServiceError("The unit must be given by its id.", field="unit_id") from None
+        out["unit_id"] = unit_id
+    if "tags" in data:
+        tags = data.get("tags") or []
+        if isinstance(tags, str):
+            tags = tags.split(",")
+        names = []
+        for tag in tags:
+            name = str(tag).strip().lower()
+            if name and name not in names:
+                if len(name) > 60:
+                    raise ServiceError("A tag is 60 characters at most.", field="tags")
+                names.append(name)
+        out["tags"] = names
+    return out
+
+
+# --- duplicates -----------------------------------------------------------------------
+
+
+def check_duplicates(
+    actor, *, national_id: str | None, phone: str | None, email: str | None, exclude_id: int | None = None
+) -> None:
+    """Refuse a second member with the same national ID, phone or email.
+
+    Within the actor's scope the message names the existing member so staff can
+    open their record; outside it, it only says one exists.
+    """
+    checks = (
+        ("national_id", Member.national_id, national_id, "ID number"),
+        ("phone", Member.phone, phone, "phone number"),
+        ("email", Member.email, email, "email address"),
+    )
+    for field, column, value, label in checks:
+        if value is None:
+            continue
+        stmt = select(Member).where(column == value)
+        if exclude_id is not None:
+            stmt = stmt.where(Member.id != exclude_id)
+        existing = db.session.scalars(stmt.limit(1)).first()
+        if existing is None:
+            continue
+        visible = actor is None or can(actor, "members.read", existing.unit)
+        if visible:
+            deleted = " (deleted; it can be restored)" if existing.is_deleted else ""
+            message = (
+                f"A member with this {label} already exists: "
+                f"{existing.full_name} ({existing.membership_number}){deleted}."
+            )
+        else:
+            message = f"A member with this {label} already exists."
+        raise DuplicateError(message, field=field, existing_id=existing.id if visible else None)
+
+
+# --- create, update, status -----------------------------------------------------------
+
+
+def _unit_in_scope(actor, unit_id: int, permission: str) -> Unit:
+    unit = db.session.get(Unit, unit_id)
+    if unit is None or (actor is not None and not can(actor, permission, unit)):
+        raise ServiceError("That unit does not exist or is outside your area.", field="unit_id", status=422)
+    return unit
+
+
+def _tags(names: list[str]) -> list[Tag]:
+    if not names:
+        return []
+    existing = {t.name: t for t in db.session.scalars(select(Tag).where(Tag.name.in_(names)))}
+    tags = []
+    for name in names:
+        tag = existing.get(name)
+        if tag is None:
+            tag = Tag(name=name)
+            db.session.add(tag)
+        tags.append(tag)
+    return tags
+
+
+def next_membership_numbers(count: int = 1) -> list[str]:
+    """Fresh membership numbers: prefix plus a zero-padded sequence."""
+    first = allocate("membership_number", count)
+    prefix = current_app.config["MEMBER_NUMBER_PREFIX"]
+    return [f"{prefix}{n:07d}" for n in range(first, first + count)]
+
+
+def snapshot(member: Member) -> dict[str, Any]:
+    """The member's editable fields as plain values, for audit diffs."""
+    values = {key: getattr(member, key) for key in EDITABLE_FIELDS if key != "tags"}
+    values["tags"] = [t.name for t in member.tags]
+    values["status"] = member.status
+    return values
+
+
+def create_member(actor, data: dict[str, Any]) -> Member:
+    """Register a new member (pending unless an initial status is given)."""
+    values = clean(data)
+    status = (data.get("status") or "pending").strip().lower()
+    if status not in INITIAL_STATUSES:
+        raise ServiceError("A new member starts as pending or active.", field="status")
+    unit = _unit_in_scope(actor, values["unit_id"], "members.create")
+    check_duplicates(actor, national_id=values["national_id"], phone=values["phone"], email=values["email"])
+    tag_names = values.pop("tags", [])
+    member = Member(**values, status=status, membership_number=next_membership_numbers()[0])
+    member.surname_key = fold(member.last_name)
+    member.tags = _tags(tag_names)
+    member.created_by_id = member.updated_by_id = getattr(actor, "id", None)
+    db.session.add(member)
+    db.session.flush()
+    db.session.add(
+        MemberStatusChange(member=member, from_status=None, to_status=status,
+                           reason=data.get("status_reason") or "Registered", actor_id=getattr(actor, "id", None))
+    )
+    db.session.flush()
+    audit.record(actor, "member.create", member, summary=f"Registered {member.full_name} in {unit.name}",
+                 changes=audit.diff({}, snapshot(member)))
+    return member
+
+
+def update_member(actor, member: Member, data: dict[str, Any]) -> Member:
+    """Change a member's details; moving them needs rights over both units."""
+    if member.is_deleted:
+        raise ServiceError("This member has been deleted; restore them first.", status=409)
+    data = dict(data)
+    if "status" in data:
+        new_status = data.pop("status")
+        reason = data.pop("status_reason", "") or ""
+        if new_status and new_status != member.status:
+            change_status(actor, member, new_status, reason)
+    data.pop("status_reason", None)
+    values = clean(data, partial=True)
+    if "unit_id" in values and values["unit_id"] != member.unit_id:
+        _unit_in_scope(actor, values["unit_id"], "members.update")
+    check_duplicates(
+        actor,
+        national_id=values.get("national_id", None) if "national_id" in values else None,
+        phone=values.get("phone") if "phone" in values else None,
+        email=values.get("email") if "email" in values else None,
+        exclude_id=member.id,
+    )
+    before = snapshot(member)
+    tag_names = values.pop("tags", None)
+    for key, value in values.items():
+        setattr(member, key, value)
+    if tag_names is not None:
+        member.tags = _tags(tag_names)
+    member.surname_key = fold(member.last_name)
+    member.updated_by_id = getattr(actor, "id", None)
+    db.session.flush()
+    changes = audit.diff(before, snapshot(member))
+    if changes:
+        audit.record(actor, "member.update", member, summary=f"Updated {member.full_name}", changes=changes)
+    return member
+
+
+def change_status(actor, member: Member, new_status: str, reason: str) -> MemberStatusChange:
+    """Move a member to another status, if the lifecycle allows it; the reason is required."""
+    new_status = (new_status or "").strip().lower()
+    if new_status not in MEMBER_STATUSES:
+        raise ServiceError(f"Unknown status '{new_status}'.", field="status")
+    if new_status not in TRANSITIONS[member.status]:
+        allowed = ", ".join(sorted(TRANSITIONS[member.status])) or "none (final)"
+        raise ServiceError(
+            f"A {member.status} member cannot become {new_status}. Allowed: {allowed}.", field="status", status=409
+        )
+    reason = (reason or "").strip()
+    if not reason:
+        raise ServiceError("Give a reason for the status change.", field="reason")
+    old = member.status
+    member.status = new_status
+    member.updated_by_id = getattr(actor, "id", None)
+    change = MemberStatusChange(member=member, from_status=old, to_status=new_status, reason=reason,
+                                actor_id=getattr(actor, "id", None))
+    db.session.add(change)
+    db.session.flush()
+    audit.record(actor, "member.status", member, summary=f"{member.full_name}: {old} -> {new_status} ({reason})",
+                 changes={"status": {"before": old, "after": new_status}, "reason": reason})
+    return change
+
+
+def delete_member(actor, member: Member) -> None:
+    """Soft delete: the member disappears from lists and the API but stays on record."""
+    if member.is_deleted:
+        return
+    member.deleted_at = utcnow()
+    member.deleted_by_id = getattr(actor, "id", None)
+    db.session.flush()
+    audit.record(actor, "member.delete", member, summary=f"Deleted {member.full_name}")
+
+
+def restore_member(actor, member: Member) -> None:
+    """Bring back a soft-deleted member."""
+    if not member.is_deleted:
+        return
+    member.deleted_at = None
+    member.deleted_by_id = None
+    db.session.flush()
+    audit.record(actor, "member.restore", member, summary=f"Restored {member.full_name}")
+
+
+# --- photos ---------------------------------------------------------------------------
+
+
+def set_photo(actor, member: Member, raw: bytes) -> MemberPhoto:
+    """Store a member's photo: JPEG or PNG by content, re-encoded and resized.
+
+    Re-encoding drops anything hidden in the upload (metadata, trailing data)
+    and keeps photos small enough for cards and lists.
+    """
+    max_bytes = current_app.config["PHOTO_MAX_BYTES"]
+    if not raw:
+        raise ServiceError("The photo file is empty.", field="photo")
+    if len(raw) > max_bytes:
+        raise ServiceError(f"The photo is too large ({max_bytes // 1024 // 1024} MB at most).", field="photo")
+    try:
+        with Image.open(io.BytesIO(raw)) as probe:
+            kind = probe.format
+            probe.verify()
+        if kind not in ("JPEG", "PNG"):
+            raise ServiceError("The photo must be a JPEG or PNG image.", field="photo")
+        with Image.open(io.BytesIO(raw)) as img:
+            img = ImageOps.exif_transpose(img).convert("RGB")
+            side = current_app.config["PHOTO_MAX_PIXELS"]
+            img.thumbnail((side, side))
+            out = io.BytesIO()
+            img.save(out, "JPEG", quality=85, optimize=True)
+            width, height = img.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError):
+        raise ServiceError("The photo must be a JPEG or PNG image.", field="photo") from None
+    photo = member.photo or MemberPhoto(member=member)
+    photo.content = out.getvalue()
+    photo.content_type = "image/jpeg"
+    photo.width, photo.height = width, height
+    db.session.add(photo)
+    db.session.flush()
+    audit.record(actor, "member.photo", member, summary=f"New photo for {member.full_name}")
+    return photo
+
+
+# --- search ---------------------------------------------------------------------------
+
+
+def search_clause(q: str) -> ColumnElement[bool] | None:
+    """What a search box query means, as one WHERE clause using indexed lookups only.
+
+    An email, a phone number, a membership number or national ID matches
+    exactly; words match surname prefixes ("smi" -> Smith), and "jo smi"
+    matches first name "Jo..." with surname "Smi...".
+    """
+    q = (q or "").strip()
+    if not q:
+        return None
+    if "@" in q:
+        return Member.email == q.lower()
+    exact = [Member.membership_number == q.upper(), Member.national_id == re.sub(r"\s+", "", q).upper()]
+    digits = re.sub(r"\D", "", q)
+    if len(digits) >= 7 and re.fullmatch(r"[+\d\s().-]+", q):
+        try:
+            exact.append(Member.phone == normalize_phone(q))
+        except ServiceError:
+            pass
+        return or_(*exact)
+    words = [fold(w) for w in q.replace(",", " ").split() if fold(w)]
+    if not words:
+        return or_(*exact)
+    if len(words) == 1:
+        return or_(*exact, prefix_range(Member.surname_key, words[0]))
+    first, last = words[0], words[-1]
+    return or_(
+        *exact,
+        and_(prefix_range(Member.surname_key, last), func.lower(Member.first_name).startswith(first)),
+        and_(prefix_range(Member.surname_key, first), func.lower(Member.first_name).startswith(last)),
+    )

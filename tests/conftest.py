@@ -1,0 +1,227 @@
+"""Shared fixtures, as in flaskr: ``app``, ``client``, ``runner`` and ``make_*`` factories.
+
+The schema is built once per run by the real migrations (``flask db upgrade``)
+on SQLite, or on PostgreSQL when TEST_DATABASE_URL is set. Each test runs
+inside an outer transaction that is rolled back afterwards (the recipe from
+flask-sqlalchemy issue 1171), so tests stay independent and fast. Tests that
+need real commits across connections (concurrency, browser) use the
+``committing_app`` fixture instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from app import create_app
+from app.config import TestConfig
+from app.extensions import db, limiter
+from app.models import Member, Unit, User
+from app.services import geo, rbac
+from app.services.auth import hash_password
+
+PASSWORD = "correct-horse-battery"
+
+
+def _database_url(tmp_dir: Path) -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+    if os.environ.get("REQUIRE_POSTGRES") == "1":
+        pytest.fail("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set", pytrace=False)
+    return f"sqlite:///{tmp_dir / 'test.db'}"
+
+
+def reset_schema(app) -> None:
+    """Drop everything and build the schema from the migrations."""
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+        else:
+            db.drop_all()
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        upgrade()
+        rbac.ensure_catalogue()
+        db.session.commit()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    return _database_url(tmp_path_factory.mktemp("db"))
+
+
+@pytest.fixture(scope="session")
+def app(database_url, tmp_path_factory):
+    os.environ.setdefault("MUSTER_INSTANCE_DIR", str(tmp_path_factory.mktemp("instance")))
+    application = create_app(TestConfig(database_url))
+    reset_schema(application)
+    return application
+
+
+@pytest.fixture(autouse=True)
+def _transaction(request, app):
+    """Run each test in a rolled-back transaction (skipped for committing tests)."""
+    if "committing_app" in request.fixturenames:
+        yield
+        return
+    with app.app_context():
+        connection = db.engine.connect()
+        outer = connection.begin()
+        session = db._make_scoped_session(
+            options={"bind": connection, "binds": {}, "join_transaction_mode": "create_savepoint"}
+        )
+        original = db.session
+        db.session = session
+        limiter.reset()
+        try:
+            yield
+        finally:
+            session.remove()
+            db.session = original
+            outer.rollback()
+            connection.close()
+
+
+@pytest.fixture()
+def committing_app(app):
+    """The app with real commits; the data it leaves is wiped afterwards."""
+    limiter.reset()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as conn:
+            if db.engine.dialect.name == "postgresql":
+                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for name in tables:
+                    conn.execute(text(f"DELETE FROM {name}"))
+        rbac.ensure_catalogue()
+        db.session.commit()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture()
+def ctx(app):
+    """An application context for calling services directly."""
+    with app.app_context():
+        yield
+
+
+# --- factories ------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def make_unit(app):
+    counter = {"n": 0}
+
+    def make(name: str | None = None, parent: Unit | None = None, code: str | None = None) -> Unit:
+        counter["n"] += 1
+        return geo.create_unit(None, name or f"Unit {counter['n']}", code or f"U{counter['n']}", parent)
+
+    return make
+
+
+@pytest.fixture()
+def tree(make_unit):
+    """A small geography: two provinces; the first has two wards in one constituency.
+
+    P1 > D1 > C1 > W1, W2 ;  P1 > D2 > C2 > W3 ;  P2 > D3 > C3 > W4
+    """
+    p1 = make_unit("Northern", code="P1")
+    d1 = make_unit("Kasama", p1, "D1")
+    c1 = make_unit("Lukashya", d1, "C1")
+    w1 = make_unit("Lukashya Ward 1", c1, "W1")
+    w2 = make_unit("Lukashya Ward 2", c1, "W2")
+    d2 = make_unit("Mbala", p1, "D2")
+    c2 = make_unit("Lunte", d2, "C2")
+    w3 = make_unit("Lunte Ward 1", c2, "W3")
+    p2 = make_unit("Highlands", code="P2")
+    d3 = make_unit("Chipata", p2, "D3")
+    c3 = make_unit("Luangeni", d3, "C3")
+    w4 = make_unit("Luangeni Ward 1", c3, "W4")
+    db.session.flush()
+    return {"p1": p1, "d1": d1, "c1": c1, "w1": w1, "w2": w2, "d2": d2, "c2": c2, "w3": w3,
+            "p2": p2, "d3": d3, "c3": c3, "w4": w4}
+
+
+@pytest.fixture()
+def make_user(app):
+    def make(email: str, role: str | None = None, unit: Unit | None = None, member: Member | None = None,
+             password: str = PASSWORD) -> User:
+        user = User(email=email, password_hash=hash_password(password), member=member)
+        db.session.add(user)
+        db.session.flush()
+        if role:
+            rbac.assign_role(None, user, rbac.role_by_name(role), unit)
+        return user
+
+    return make
+
+
+@pytest.fixture()
+def make_member(app):
+    from app.services import members
+
+    counter = {"n": 0}
+
+    def make(unit: Unit, **fields) -> Member:
+        counter["n"] += 1
+        n = counter["n"]
+        data = {"first_name": f"First{n}", "last_name": f"Last{n}", "unit_id": unit.id, "status": "active"}
+        data.update(fields)
+        return members.create_member(None, data)
+
+    return make
+
+
+@pytest.fixture()
+def staff(tree, make_user):
+    """One user per seed role: super admin, global admin, coordinator of W1, plain member."""
+    return {
+        "super_admin": make_user("super@test.org", "super_admin"),
+        "admin": make_user("admin@test.org", "admin"),
+        "coordinator": make_user("coord@test.org", "ward_coordinator", tree["w1"]),
+        "member": make_user("member@test.org", "member"),
+    }
+
+
+# --- HTTP helpers ---------------------------------------------------------------------
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+
+
+def csrf_token_from(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "no CSRF token in the page"
+    return match.group(1) or match.group(2)
+
+
+def login(client, email: str, password: str = PASSWORD):
+    """Log in through the real form, CSRF token included; returns the response."""
+    page = client.get("/login")
+    token = csrf_token_from(page.get_data(as_text=True))
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+def api_token(client, email: str, password: str = PASSWORD) -> str:
+    response = client.post("/api/v1/auth/token", json={"email": email, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["token"]
