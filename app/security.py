@@ -160,20 +160,29 @@ def _scope_clause(model: type, unit_ids: list[int]) -> ColumnElement[bool]:
     raise TypeError(f"{model.__name__} has no scope rule")
 
 
+def scope_filter(user: Any, permission: str, model: type) -> ColumnElement[bool] | None:
+    """The WHERE clause confining ``model`` rows to the user's scope; None when unrestricted.
+
+    Users without the permission get a clause that matches nothing, never an
+    error, so lists are empty and counts read zero.
+    """
+    unit_ids = scope_unit_ids(user, permission)
+    if unit_ids is None:
+        return None
+    if not unit_ids:
+        return false()
+    return _scope_clause(model, unit_ids)
+
+
 def scoped(stmt: Select, user: Any, permission: str, model: type | None = None) -> Select:
     """Restrict a SELECT to what ``user`` may reach with ``permission``.
 
-    ``model`` defaults to the statement's first entity. Users without the
-    permission get an empty result, never an error, so counts read zero.
+    ``model`` defaults to the statement's first entity.
     """
     if model is None:
         model = stmt.column_descriptions[0]["entity"]
-    unit_ids = scope_unit_ids(user, permission)
-    if unit_ids is None:
-        return stmt
-    if not unit_ids:
-        return stmt.where(false())
-    return stmt.where(_scope_clause(model, unit_ids))
+    clause = scope_filter(user, permission, model)
+    return stmt if clause is None else stmt.where(clause)
 
 
 def can(user: Any, permission: str, unit: Unit | int | None = None) -> bool:

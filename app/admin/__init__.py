@@ -1,18 +1,27 @@
-"""The Flask-Admin staff console, built per app inside init_admin()."""
+"""The Flask-Admin staff console, built per app inside init_admin().
+
+Each console area lives in its own module with a ``register(admin)`` function;
+this file only lists them, in menu order.
+"""
 
 from __future__ import annotations
 
 from flask import Flask
-from flask_admin import Admin, AdminIndexView, expose
+from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 
-class ConsoleIndexView(AdminIndexView):
-    @expose("/")
-    def index(self):
-        return self.render("admin/index.html")
-
-
 def init_admin(app: Flask) -> Admin:
-    admin = Admin(app, name="Muster", theme=Bootstrap4Theme(), index_view=ConsoleIndexView(url="/admin"))
+    from app.admin import audit, dashboard, geo, members, rbac
+
+    admin = Admin(
+        app,
+        name=app.config["ORG_NAME"],
+        theme=Bootstrap4Theme(base_template="admin/muster_base.html", fluid=True),
+        index_view=dashboard.DashboardView(url="/admin", endpoint="admin"),
+    )
+    members.register(admin)
+    geo.register(admin)
+    rbac.register(admin)
+    audit.register(admin)
     return admin

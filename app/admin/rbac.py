@@ -1,0 +1,5 @@
+"""Console views (to be written)."""
+
+
+def register(admin):
+    pass
