@@ -63,6 +63,9 @@ def app(database_url, tmp_path_factory):
     os.environ.setdefault("MUSTER_INSTANCE_DIR", str(tmp_path_factory.mktemp("instance")))
     application = create_app(TestConfig(database_url))
     reset_schema(application)
+    # Sessions join each test's outer transaction through savepoints, so code
+    # under test may commit or roll back freely.
+    db.session.session_factory.configure(join_transaction_mode="create_savepoint")
     return application
 
 
@@ -73,21 +76,19 @@ def _transaction(request, app):
         yield
         return
     with app.app_context():
-        connection = db.engine.connect()
+        engines = db.engines
+        engine = engines[None]
+        connection = engine.connect()
         outer = connection.begin()
-        session = db._make_scoped_session(
-            options={"bind": connection, "binds": {}, "join_transaction_mode": "create_savepoint"}
-        )
-        original = db.session
-        db.session = session
+        engines[None] = connection
         limiter.reset()
         try:
             yield
         finally:
-            session.remove()
-            db.session = original
+            db.session.remove()
             outer.rollback()
             connection.close()
+            engines[None] = engine
 
 
 @pytest.fixture()
