@@ -19,6 +19,7 @@ def create_app(config: object | None = None) -> Flask:
     init_extensions(app)
     init_blueprints(app)
     init_admin_console(app)
+    init_error_pages(app)
     init_cli(app)
     return app
 
@@ -78,6 +79,12 @@ def init_admin_console(app: Flask) -> None:
     from app.admin import init_admin
 
     init_admin(app)
+
+
+def init_error_pages(app: Flask) -> None:
+    from app.errors import init_errors
+
+    init_errors(app)
 
 
 def init_cli(app: Flask) -> None:

@@ -185,7 +185,7 @@ def clean(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
                 if len(name) > 60:
                     raise ServiceError("A tag is 60 characters at most.", field="tags")
                 names.append(name)
-        out["tags"] = names
+        out["tags"] = sorted(names)
     return out
 
 
