@@ -93,10 +93,14 @@ def _transaction(request, app):
 
 @pytest.fixture()
 def committing_app(app):
-    """The app with real commits; the data it leaves is wiped afterwards."""
+    """The app with real commits; the data it leaves is wiped afterwards.
+
+    Factories used alongside it only flush: the test commits what other
+    connections (a server thread, parallel workers) must see.
+    """
     limiter.reset()
-    yield app
     with app.app_context():
+        yield app
         db.session.remove()
         tables = [t.name for t in reversed(db.metadata.sorted_tables)]
         with db.engine.begin() as conn:
