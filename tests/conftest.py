@@ -107,6 +107,7 @@ def committing_app(app):
             if db.engine.dialect.name == "postgresql":
                 conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
             else:
+                conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")  # members and users refer to each other
                 for name in tables:
                     conn.execute(text(f"DELETE FROM {name}"))
         rbac.ensure_catalogue()

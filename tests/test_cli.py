@@ -6,7 +6,7 @@ from app.extensions import db
 from app.models import Member, RoleAssignment, Unit, User
 
 
-def test_seed_demo_is_idempotent(runner, ctx):
+def test_seed_demo_is_idempotent(runner, ctx, client):
     first = runner.invoke(args=["seed-demo", "--members", "120"])
     assert first.exit_code == 0, first.output
     assert "Demo data ready: 120 members." in first.output
@@ -27,6 +27,9 @@ def test_seed_demo_is_idempotent(runner, ctx):
     assert coordinator.assignments[0].unit.level_name == "ward"
     member_login = db.session.scalar(select(User).where(User.email == "member@demo.test"))
     assert member_login.member.unit_id == coordinator.assignments[0].unit_id
+    from tests.conftest import login
+
+    assert login(client, "coordinator@demo.test", "demo-password").headers["Location"] == "/admin/"
 
 
 def test_create_admin(runner, ctx, client):

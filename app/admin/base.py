@@ -91,6 +91,10 @@ class ScopedModelView(AccessMixin, ModelView):
         return query if clause is None else query.filter(clause)
 
     def get_one(self, id):
+        try:
+            id = int(id)
+        except (TypeError, ValueError):
+            abort(404)
         obj = self.get_query().filter(self.model.id == id).one_or_none()
         if obj is None:
             abort(404)

@@ -13,7 +13,7 @@ from flask import current_app
 from sqlalchemy import String, func, literal, select, update
 
 from app.extensions import db
-from app.models import Member, RoleAssignment, Unit
+from app.models import AuditEntry, Member, RoleAssignment, Unit
 from app.security import can
 from app.services import audit
 from app.services.errors import ServiceError
@@ -141,6 +141,13 @@ def delete_unit(actor, unit: Unit) -> None:
         raise ServiceError(f"Staff roles are still assigned at {unit.name}; remove them first.", status=409)
     if actor is not None:
         audit.record(actor, "unit.delete", unit, summary=f"Deleted {unit.name} ({unit.code})", unit_id=unit.parent_id)
+    # The log outlives the unit: its entries move up to the parent, so the same
+    # people still see them (and the foreign key lets the unit go).
+    db.session.execute(
+        update(AuditEntry)
+        .where(AuditEntry.unit_id == unit.id)
+        .values(unit_id=unit.parent_id)
+    )
     db.session.delete(unit)
     db.session.flush()
 
@@ -174,3 +181,21 @@ def tree(unit_ids: list[int] | None = None) -> list[dict]:
         else:
             roots.append(node)
     return roots
+
+
+def member_counts(unit_ids: list[int] | None = None) -> dict[int, int]:
+    """Live (not deleted) members per unit, counted where they are attached, in one GROUP BY.
+
+    ``unit_ids`` limits the count to those units (None: every unit). Subtree
+    totals are sums over the tree, left to the caller that already holds it.
+    """
+    if unit_ids is not None and not unit_ids:
+        return {}
+    stmt = (
+        select(Member.unit_id, func.count(Member.id))
+        .where(Member.deleted_at.is_(None))
+        .group_by(Member.unit_id)
+    )
+    if unit_ids is not None:
+        stmt = stmt.where(Member.unit_id.in_(unit_ids))
+    return {unit_id: count for unit_id, count in db.session.execute(stmt)}
