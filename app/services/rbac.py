@@ -130,7 +130,11 @@ def update_role(actor, role: Role, *, description: str | None = None,
     if description is not None:
         role.description = description.strip()[:200]
     if permissions is not None:
-        role.permissions = [permission_by_name(p) for p in dict.fromkeys(permissions)]
+        permissions = list(dict.fromkeys(permissions))
+        if role.name == "super_admin" and "*" not in permissions:
+            # Otherwise one click could leave nobody able to manage access.
+            raise ServiceError("super_admin always keeps every permission (*).", field="permissions", status=409)
+        role.permissions = [permission_by_name(p) for p in permissions]
     db.session.flush()
     forget_grants()
     changes = audit.diff(before, {"description": role.description, "permissions": [p.name for p in role.permissions]})

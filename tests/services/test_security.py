@@ -96,3 +96,16 @@ def test_assigning_roles_is_limited_to_what_you_hold(ctx, tree, make_user):
         rbac.assign_role(p1_super, target, role, tree["p2"])
     assignment = rbac.assign_role(p1_super, target, role, tree["w1"])
     assert assignment.assigned_by_id == p1_super.id
+
+
+def test_super_admin_keeps_every_permission(ctx, staff):
+    import pytest
+
+    from app.services.errors import ServiceError
+
+    role = rbac.role_by_name("super_admin")
+    with pytest.raises(ServiceError, match="always keeps every permission"):
+        rbac.update_role(staff["super_admin"], role, permissions=["members.read"])
+    assert [p.name for p in role.permissions] == ["*"]
+    rbac.update_role(staff["super_admin"], role, description="Runs everything")
+    assert role.description == "Runs everything"
