@@ -70,6 +70,8 @@ class Config:
         self.LOGIN_LOCK_MINUTES = int(os.environ.get("MUSTER_LOGIN_LOCK_MINUTES", "15"))
         self.LOGIN_RATE_LIMIT = os.environ.get("MUSTER_LOGIN_RATE_LIMIT", "20 per minute")
         self.API_TOKEN_DAYS = int(os.environ.get("MUSTER_API_TOKEN_DAYS", "30"))
+        # JSON request bodies are small; uploads have their own, larger MAX_CONTENT_LENGTH.
+        self.API_MAX_BODY_BYTES = int(os.environ.get("MUSTER_API_MAX_BODY_BYTES", str(1024 * 1024)))
         self.PHOTO_MAX_BYTES = int(os.environ.get("MUSTER_PHOTO_MAX_BYTES", str(5 * 1024 * 1024)))
         self.PHOTO_MAX_PIXELS = int(os.environ.get("MUSTER_PHOTO_MAX_PIXELS", "600"))
         self.MAX_CONTENT_LENGTH = int(os.environ.get("MUSTER_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))

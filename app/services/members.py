@@ -17,7 +17,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, extract, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -58,6 +58,8 @@ def fold(text: str) -> str:
 
 def prefix_range(column, prefix: str) -> ColumnElement[bool]:
     """``column`` starts with ``prefix``, as an index-friendly range on a byte-ordered column."""
+    if ord(prefix[-1]) >= 0x10FFFF:
+        return column >= prefix
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     return and_(column >= prefix, column < upper)
 
@@ -296,7 +298,7 @@ def update_member(actor, member: Member, data: dict[str, Any]) -> Member:
         raise ServiceError("This member has been deleted; restore them first.", status=409)
     data = dict(data)
     if "status" in data:
-        new_status = data.pop("status")
+        new_status = str(data.pop("status") or "").strip().lower()
         reason = data.pop("status_reason", "") or ""
         if new_status and new_status != member.status:
             change_status(actor, member, new_status, reason)
@@ -444,3 +446,65 @@ def search_clause(q: str) -> ColumnElement[bool] | None:
         and_(prefix_range(Member.surname_key, last), func.lower(Member.first_name).startswith(first)),
         and_(prefix_range(Member.surname_key, first), func.lower(Member.first_name).startswith(last)),
     )
+
+
+# --- figures (dashboard, reports) -----------------------------------------------------
+# Aggregates over live members in the actor's scope: GROUP BY queries through the
+# scoping helper, never loading member rows.
+
+
+def _live_in_scope(stmt, actor):
+    from app.security import scoped
+
+    return scoped(stmt.where(Member.deleted_at.is_(None)), actor, "members.read", Member)
+
+
+def count_by_status(actor) -> dict[str, int]:
+    """Live members per status (every status present, zero when none) within the actor's scope."""
+    stmt = _live_in_scope(select(Member.status, func.count()).select_from(Member).group_by(Member.status), actor)
+    counts = {status: int(n) for status, n in db.session.execute(stmt)}
+    return {status: counts.get(status, 0) for status in MEMBER_STATUSES}
+
+
+def count_by_unit(actor, units: list[Unit]) -> dict[int, int]:
+    """Live members in the subtree of each of ``units`` (by unit id), within the actor's scope.
+
+    One GROUP BY unit_id over the members table, then the per-unit counts are
+    rolled up to the requested units through the materialised paths (the tree
+    is small next to the registry).
+    """
+    totals = {unit.id: 0 for unit in units}
+    if not totals:
+        return totals
+    stmt = _live_in_scope(select(Member.unit_id, func.count()).select_from(Member).group_by(Member.unit_id), actor)
+    per_unit = {unit_id: int(n) for unit_id, n in db.session.execute(stmt)}
+    if not per_unit:
+        return totals
+    paths = dict(db.session.execute(select(Unit.id, Unit.path).where(Unit.id.in_(list(per_unit)))).all())
+    for unit_id, n in per_unit.items():
+        for ancestor in (int(p) for p in paths.get(unit_id, "").strip("/").split("/") if p):
+            if ancestor in totals:
+                totals[ancestor] += n
+    return totals
+
+
+def joins_by_month(actor, months: int = 12, today: date | None = None) -> list[tuple[date, int]]:
+    """Live members who joined in each of the last ``months`` calendar months (oldest first)."""
+    today = today or date.today()
+    firsts: list[date] = []
+    year, month = today.year, today.month
+    for _ in range(months):
+        firsts.append(date(year, month, 1))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    firsts.reverse()
+    year_expr = extract("year", Member.joined_on)
+    month_expr = extract("month", Member.joined_on)
+    stmt = _live_in_scope(
+        select(year_expr, month_expr, func.count())
+        .select_from(Member)
+        .where(Member.joined_on >= firsts[0])
+        .group_by(year_expr, month_expr),
+        actor,
+    )
+    counts = {(int(y), int(m)): int(n) for y, m, n in db.session.execute(stmt)}
+    return [(first, counts.get((first.year, first.month), 0)) for first in firsts]
