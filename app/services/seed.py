@@ -53,7 +53,7 @@ def _tree() -> list[Unit]:
 
 
 def _members(wards: list[Unit], count: int, rng: random.Random) -> None:
-    if db.session.scalar(select(func.count()).select_from(Member)):
+    if count < 1 or db.session.scalar(select(func.count()).select_from(Member)):
         return
     statuses = list(STATUS_WEIGHTS)
     weights = list(STATUS_WEIGHTS.values())
