@@ -17,7 +17,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import and_, extract, func, or_, select
+from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -497,14 +497,47 @@ def joins_by_month(actor, months: int = 12, today: date | None = None) -> list[t
         firsts.append(date(year, month, 1))
         year, month = (year, month - 1) if month > 1 else (year - 1, 12)
     firsts.reverse()
-    year_expr = extract("year", Member.joined_on)
-    month_expr = extract("month", Member.joined_on)
+    # Grouping by day keeps the query portable and lets it walk the joined_on index
+    # in order; the (at most 366) days are folded into months here.
     stmt = _live_in_scope(
-        select(year_expr, month_expr, func.count())
+        select(Member.joined_on, func.count())
         .select_from(Member)
         .where(Member.joined_on >= firsts[0])
-        .group_by(year_expr, month_expr),
+        .group_by(Member.joined_on),
         actor,
     )
-    counts = {(int(y), int(m)): int(n) for y, m, n in db.session.execute(stmt)}
+    counts: dict[tuple[int, int], int] = {}
+    for joined_on, n in db.session.execute(stmt):
+        key = (joined_on.year, joined_on.month)
+        counts[key] = counts.get(key, 0) + int(n)
     return [(first, counts.get((first.year, first.month), 0)) for first in firsts]
+
+
+# --- paging the registry --------------------------------------------------------------
+
+MERGE_MAX_UNITS = 200
+
+
+def live_member_page_ids(unit_ids: list[int], offset: int, limit: int) -> list[int] | None:
+    """Ids of one page of live members of ``unit_ids``, newest first, or None to use the plain query.
+
+    ``unit_id IN (...) ORDER BY id DESC OFFSET n`` walks the primary key
+    backwards and reads every row it skips. Here each unit is read from the
+    partial index ix_members_live_unit_id (unit_id, id), already in id order,
+    and PostgreSQL merges the streams (Merge Append over index-only scans), so
+    a deep page skips index entries instead of table rows. SQLite merges row
+    by row and gains nothing over its plain plan, and a single unit or a very
+    large subtree gains nothing either: those get None.
+    """
+    if db.session.get_bind().dialect.name != "postgresql" or not 1 < len(unit_ids) <= MERGE_MAX_UNITS:
+        return None
+    depth = offset + limit
+    parts = [
+        select(Member.id)
+        .where(Member.unit_id == unit_id, Member.deleted_at.is_(None))
+        .order_by(Member.id.desc())
+        .limit(depth)
+        for unit_id in sorted(set(unit_ids))
+    ]
+    merged = union_all(*parts).subquery()
+    return list(db.session.scalars(select(merged.c.id).order_by(merged.c.id.desc()).limit(limit).offset(offset)))

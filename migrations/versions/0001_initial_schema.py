@@ -96,7 +96,6 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_members_phone'), ['phone'], unique=False)
         batch_op.create_index(batch_op.f('ix_members_status'), ['status'], unique=False)
         batch_op.create_index('ix_members_surname_key', ['surname_key', 'id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_members_unit_id'), ['unit_id'], unique=False)
 
     op.create_table('role_permissions',
     sa.Column('role_id', sa.Integer(), nullable=False),
@@ -257,7 +256,6 @@ def downgrade():
     op.drop_table('member_photos')
     op.drop_table('role_permissions')
     with op.batch_alter_table('members', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_members_unit_id'))
         batch_op.drop_index('ix_members_surname_key')
         batch_op.drop_index(batch_op.f('ix_members_status'))
         batch_op.drop_index(batch_op.f('ix_members_phone'))

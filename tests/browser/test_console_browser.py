@@ -30,18 +30,18 @@ def test_coordinator_adds_and_finds_a_member_but_not_other_wards(live_server, pa
 
     page.goto(f"{live_server}/admin/member/")
     page.fill("input[name=search]", "zulu")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
     rows = page.locator("table tbody tr")
     assert rows.count() == 1
     assert "Thandiwe" in rows.first.inner_text() and "+260977123456" in rows.first.inner_text()
 
     page.goto(f"{live_server}/admin/member/")
     page.fill("input[name=search]", "outsider")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
     assert "Hidden" not in page.locator("body").inner_text()
     page.fill("input[name=search]", "+260977000003")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
     assert "Hidden" not in page.locator("body").inner_text()
