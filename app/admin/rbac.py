@@ -28,7 +28,7 @@ from app.admin.geo import TOP_LEVEL, ConfirmForm, add_field_error, unit_choices,
 from app.extensions import db
 from app.models import Permission, Role, RoleAssignment, User
 from app.models.rbac import role_permissions
-from app.security import get_scoped_or_404, scope_unit_ids, scoped
+from app.security import can, get_scoped_or_404, scope_unit_ids, scoped
 from app.services import rbac, users
 from app.services.errors import ServiceError
 
@@ -61,6 +61,16 @@ class ActiveForm(FlaskForm):
 
 def _require(permission: str) -> None:
     if not staff_can(permission):
+        abort(403)
+
+
+def _can_manage_roles(action: str) -> bool:
+    """Roles belong to no unit, so changing them needs the permission everywhere."""
+    return staff_can(f"roles.{action}") and can(current_user, f"roles.{action}")
+
+
+def _require_roles(action: str) -> None:
+    if not _can_manage_roles(action):
         abort(403)
 
 
@@ -147,13 +157,13 @@ class RolesView(SecureView):
         )
         return self.render(
             "admin/rbac/roles.html", rows=rows, everything=everything,
-            can_create=staff_can("roles.create"), can_update=staff_can("roles.update"),
-            can_delete=staff_can("roles.delete"),
+            can_create=_can_manage_roles("create"), can_update=_can_manage_roles("update"),
+            can_delete=_can_manage_roles("delete"),
         )
 
     @expose("/new", methods=("GET", "POST"))
     def create(self):
-        _require("roles.create")
+        _require_roles("create")
         form = RoleForm()
         if form.validate_on_submit():
             try:
@@ -170,7 +180,7 @@ class RolesView(SecureView):
 
     @expose("/<int:role_id>/edit", methods=("GET", "POST"))
     def edit(self, role_id: int):
-        _require("roles.update")
+        _require_roles("update")
         role = db.get_or_404(Role, role_id)
         if request.method == "GET":
             form = RoleForm(formdata=None, name=role.name, description=role.description,
@@ -193,7 +203,7 @@ class RolesView(SecureView):
 
     @expose("/<int:role_id>/delete", methods=("GET", "POST"))
     def delete(self, role_id: int):
-        _require("roles.delete")
+        _require_roles("delete")
         role = db.get_or_404(Role, role_id)
         form = ConfirmForm()
         error, status = None, 200

@@ -43,6 +43,15 @@ class Member(db.Model):
             sqlite_where=Column("deleted_at").is_(None),
             postgresql_where=Column("deleted_at").is_(None),
         ),
+        # Deep pages on SQLite: walking this small index newest-first and
+        # checking unit_id skips entries instead of whole table rows.
+        Index(
+            "ix_members_live_id_unit_id",
+            "id",
+            "unit_id",
+            sqlite_where=Column("deleted_at").is_(None),
+            postgresql_where=Column("deleted_at").is_(None),
+        ),
         Index("ix_members_surname_key", "surname_key", "id"),
     )
 

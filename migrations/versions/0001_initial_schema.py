@@ -93,6 +93,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_members_email'), ['email'], unique=False)
         batch_op.create_index(batch_op.f('ix_members_joined_on'), ['joined_on'], unique=False)
         batch_op.create_index('ix_members_live_unit_id', ['unit_id', 'id'], unique=False, sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))
+        batch_op.create_index('ix_members_live_id_unit_id', ['id', 'unit_id'], unique=False, sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))
         batch_op.create_index(batch_op.f('ix_members_phone'), ['phone'], unique=False)
         batch_op.create_index(batch_op.f('ix_members_status'), ['status'], unique=False)
         batch_op.create_index('ix_members_surname_key', ['surname_key', 'id'], unique=False)
@@ -260,6 +261,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_members_status'))
         batch_op.drop_index(batch_op.f('ix_members_phone'))
         batch_op.drop_index('ix_members_live_unit_id', sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))
+        batch_op.drop_index('ix_members_live_id_unit_id', sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))
         batch_op.drop_index(batch_op.f('ix_members_joined_on'))
         batch_op.drop_index(batch_op.f('ix_members_email'))
 
