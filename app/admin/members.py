@@ -218,7 +218,8 @@ class RequestOptionsMixin:
         return None  # at start-up there is no user; see MemberView._get_filter_groups
 
     def request_options(self) -> list[tuple[str, str]] | None:
-        raise NotImplementedError
+        """The choices for the current user; None leaves the filter a free-text box."""
+        return None
 
 
 class UnitSubtreeFilter(RequestOptionsMixin, sqla_filters.BaseSQLAFilter):
