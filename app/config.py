@@ -85,6 +85,11 @@ class Config:
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         self.PERMANENT_SESSION_LIFETIME = int(os.environ.get("MUSTER_SESSION_SECONDS", str(8 * 3600)))
         self.FLASK_ADMIN_SWATCH = "default"
+        # Background jobs: worker threads per web process, and how long a job may
+        # go without a heartbeat before it is shown as interrupted.
+        self.JOBS_WORKERS = int(os.environ.get("MUSTER_JOBS_WORKERS", "2"))
+        self.JOB_STALE_SECONDS = int(os.environ.get("MUSTER_JOB_STALE_SECONDS", "120"))
+        self.JOBS_RUN_INLINE = False
         self.ADMIN_PAGE_SIZE = int(os.environ.get("MUSTER_ADMIN_PAGE_SIZE", "20"))
 
 
@@ -100,3 +105,5 @@ class TestConfig(Config):
         )
         self.RATELIMIT_STORAGE_URI = "memory://"
         self.PASSWORD_METHOD = "pbkdf2:sha256:1000"  # fast hashes keep the suite quick
+        # Each test shares one connection; jobs run in the caller's thread unless a test says otherwise.
+        self.JOBS_RUN_INLINE = True

@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 
 import pytest
+from flask import g, has_app_context
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import text
 
@@ -53,6 +55,20 @@ def reset_schema(app) -> None:
         db.session.commit()
 
 
+class FreshRequestClient(FlaskClient):
+    """A test client whose every request starts with an empty ``g``, as in production.
+
+    Tests keep an app context pushed (for factories and the session), and
+    Flask reuses it for requests, so ``g`` (the logged-in user, the CSRF token,
+    cached grants) would otherwise leak from one request, or client, to the next.
+    """
+
+    def open(self, *args, **kwargs):
+        if has_app_context():
+            g.__dict__.clear()
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
     return _database_url(tmp_path_factory.mktemp("db"))
@@ -62,6 +78,7 @@ def database_url(tmp_path_factory) -> str:
 def app(database_url, tmp_path_factory):
     os.environ.setdefault("MUSTER_INSTANCE_DIR", str(tmp_path_factory.mktemp("instance")))
     application = create_app(TestConfig(database_url))
+    application.test_client_class = FreshRequestClient
     reset_schema(application)
     # Sessions join each test's outer transaction through savepoints, so code
     # under test may commit or roll back freely.

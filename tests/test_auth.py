@@ -78,5 +78,5 @@ def test_logout_needs_post_with_token(client, staff):
 
 def test_session_cookie_is_http_only(client, staff):
     response = login(client, "admin@test.org")
-    cookie = response.headers.get("Set-Cookie", "")
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("session="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie

@@ -26,7 +26,8 @@ from PIL import Image
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEntry, Member
+from app.models import AuditEntry, Job, Member, User
+from app.services import jobs
 from app.services import members as member_service
 from app.services import rbac
 from app.services.rbac import SYSTEM_ROLES
@@ -108,6 +109,12 @@ ROUTES = [
     # --- console: audit log
     Route("audit.index_view", "GET", "/admin/audit/", "reports.read"),
     Route("audit.details_view", "GET", "/admin/audit/details/?id={entry}", "reports.read", "entry"),
+    # --- console: background jobs (visible to their owner, or to global report readers)
+    Route("jobs.index", "GET", "/admin/jobs/", "console"),
+    Route("jobs.details", "GET", "/admin/jobs/{job}", "console", "job", visible_with="console"),
+    Route("jobs.progress", "GET", "/admin/jobs/{job}/progress", "console", "job", visible_with="console"),
+    Route("jobs.download", "GET", "/admin/jobs/{job}/files/{job_file}", "console", "job", visible_with="console"),
+    Route("jobs.retry", "POST", "/admin/jobs/{job}/retry", "console", "job", visible_with="console"),
     # --- API
     Route("api.list_members", "GET", "/api/v1/members", "members.read"),
     Route("api.create_member", "POST", "/api/v1/members", "members.create", "unit",
@@ -207,6 +214,24 @@ def world(tree, staff, make_user, make_member, client):
     return objects
 
 
+@jobs.handler("matrix.noop")
+def _noop_job(ctx):
+    ctx.add_file("out.txt", "text/plain", b"done")
+    return {}
+
+
+def _add_jobs(world, principal):
+    """A finished job of the principal's own ("in") and one of another user ("out")."""
+    owners = {"in": db.session.scalar(select(User).where(User.email == EMAILS.get(principal, "super@test.org"))),
+              "out": db.session.scalar(select(User).where(User.email == "out@test.org"))}
+    for side, owner in owners.items():
+        job = jobs.create_job(owner, "matrix.noop")
+        db.session.commit()
+        jobs.run(job.id)
+        world[side]["job"] = job.id
+        world[side]["job_file"] = db.session.get(Job, job.id).files[0].id
+
+
 def _fill(value, values):
     if isinstance(value, str):
         return value.format(**values) if "{" in value else value
@@ -253,6 +278,8 @@ def test_matrix(client, world, principal, route):
     if principal != "anonymous":
         login(client, EMAILS[principal])
     tokens: dict[str, str] = {}
+    if route.obj == "job":
+        _add_jobs(world, principal)
     for inside, side in ((True, "in"), (False, "out")):
         if not route.obj and not inside:
             continue

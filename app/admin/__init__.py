@@ -12,7 +12,7 @@ from flask_admin.theme import Bootstrap4Theme
 
 
 def init_admin(app: Flask) -> Admin:
-    from app.admin import audit, dashboard, geo, members, rbac
+    from app.admin import audit, dashboard, geo, jobs, members, rbac
 
     admin = Admin(
         app,
@@ -24,4 +24,5 @@ def init_admin(app: Flask) -> Admin:
     geo.register(admin)
     rbac.register(admin)
     audit.register(admin)
+    jobs.register(admin)
     return admin

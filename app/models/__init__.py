@@ -3,6 +3,7 @@
 from app.models.audit import AuditEntry
 from app.models.counters import Counter
 from app.models.geo import Unit
+from app.models.jobs import Job, JobFile
 from app.models.people import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag
 from app.models.rbac import ApiToken, Permission, Role, RoleAssignment, User
 
@@ -11,6 +12,8 @@ __all__ = [
     "AuditEntry",
     "Counter",
     "GENDERS",
+    "Job",
+    "JobFile",
     "MEMBER_STATUSES",
     "Member",
     "MemberPhoto",

@@ -1,0 +1,80 @@
+"""Console pages for background jobs: a list, a page with a live progress bar, file downloads.
+
+The progress bar polls a small fragment with HTMX (vendored) once a second
+until the job has finished.
+"""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, request, send_file, url_for
+from flask_admin import expose
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+
+from app.admin.base import SecureView
+from app.extensions import db
+from app.models import Job, JobFile
+from app.services import jobs
+
+PAGE_SIZE = 25
+
+
+def _visible_job_or_404(job_id: int) -> Job:
+    job = db.session.scalar(jobs.visible_jobs(current_user).where(Job.id == job_id))
+    if job is None:
+        abort(404)
+    return job
+
+
+class JobsView(SecureView):
+    """Any staff member sees their own jobs; global report readers see all."""
+
+    permission = None
+
+    def _refresh(self) -> None:
+        if jobs.mark_stale_interrupted():
+            db.session.commit()
+
+    @expose("/")
+    def index(self):
+        self._refresh()
+        page = max(request.args.get("page", 0, type=int), 0)
+        stmt = jobs.visible_jobs(current_user)
+        total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+        rows = db.session.scalars(stmt.limit(PAGE_SIZE).offset(page * PAGE_SIZE)).all()
+        return self.render("admin/jobs/list.html", rows=rows, page=page, total=total, page_size=PAGE_SIZE)
+
+    @expose("/<int:job_id>")
+    def details(self, job_id: int):
+        self._refresh()
+        return self.render("admin/jobs/details.html", job=_visible_job_or_404(job_id), form=FlaskForm())
+
+    @expose("/<int:job_id>/progress")
+    def progress(self, job_id: int):
+        self._refresh()
+        return self.render("admin/jobs/_progress.html", job=_visible_job_or_404(job_id))
+
+    @expose("/<int:job_id>/files/<int:file_id>")
+    def download(self, job_id: int, file_id: int):
+        job = _visible_job_or_404(job_id)
+        row = db.session.scalar(select(JobFile).where(JobFile.id == file_id, JobFile.job_id == job.id))
+        path = jobs.file_path(row) if row else None
+        if row is None or not path.exists():
+            abort(404)
+        return send_file(path, mimetype=row.content_type, as_attachment=True, download_name=row.name)
+
+    @expose("/<int:job_id>/retry", methods=("POST",))
+    def retry(self, job_id: int):
+        job = _visible_job_or_404(job_id)
+        if FlaskForm().validate_on_submit() and job.state == "interrupted":
+            job.state = "queued"
+            job.message = ""
+            db.session.commit()
+            jobs.submit(job)
+            flash("Started again; work already done is not repeated.", "info")
+        return redirect(url_for(".details", job_id=job.id))
+
+
+def register(admin) -> None:
+    admin.add_view(JobsView(name="Background jobs", endpoint="jobs", url="/admin/jobs"))
