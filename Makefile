@@ -22,7 +22,7 @@ setup: $(BIN)/.runtime
 setup-dev: $(BIN)/.dev
 
 run: setup
-	$(BIN)/flask db upgrade
+	$(BIN)/flask db upgrade heads
 	$(BIN)/flask seed-demo --if-empty
 	@echo ""
 	@echo "Muster is running at http://127.0.0.1:$(PORT)/  (staff console: http://127.0.0.1:$(PORT)/admin/)"

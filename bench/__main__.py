@@ -1,20 +1,32 @@
-"""Run every benchmark and print one JSON document: `make bench` (or `python -m bench`).
+"""Run the benchmarks and print one JSON document: `make bench` (or `python -m bench`).
 
-BENCH_SCALE shrinks the data for quick runs (1.0 = a million members).
+BENCH_SCALE shrinks the data for quick runs (1.0 = the sizes the issues name).
+BENCH_ONLY=registry,imports runs some of them. Each benchmark module has
+``run(scale) -> dict`` and measures its own baseline in the same run.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 
+# name -> module in bench/; add new benchmarks here.
+BENCHMARKS = {
+    "registry_list": "bench.registry",
+}
+
 
 def main() -> int:
-    from bench import registry
-
     scale = float(os.environ.get("BENCH_SCALE", "1"))
-    results = {"scale": scale, "registry_list": registry.run(scale)}
+    only = {name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",") if name.strip()}
+    results: dict = {"scale": scale}
+    for name, module in BENCHMARKS.items():
+        if only and name not in only:
+            continue
+        results[name] = importlib.import_module(module).run(scale)
+        print(f"{name}: done", file=sys.stderr)
     json.dump(results, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -69,7 +69,7 @@ def _prepare(scale: float):
     with app.app_context():
         from flask_migrate import upgrade
 
-        upgrade()
+        upgrade(revision="heads")
         existing = db.session.scalar(select(func.count()).select_from(Member))
         if existing < count:
             started = time.perf_counter()

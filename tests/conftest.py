@@ -50,7 +50,7 @@ def reset_schema(app) -> None:
             db.drop_all()
             with db.engine.begin() as conn:
                 conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        upgrade()
+        upgrade(revision="heads")
         rbac.ensure_catalogue()
         db.session.commit()
 
