@@ -25,9 +25,9 @@ def test_upgrade_and_downgrade_on_an_empty_database(tmp_path, monkeypatch):
 
     fresh = create_app(TestConfig(f"sqlite:///{tmp_path / 'fresh.db'}"))
     with fresh.app_context():
-        upgrade()
+        upgrade(revision="heads")
         assert {"members", "units", "users", "roles", "audit_entries"} <= set(inspect(db.engine).get_table_names())
         downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
-        upgrade()
+        upgrade(revision="heads")
         assert "members" in inspect(db.engine).get_table_names()
