@@ -28,7 +28,7 @@ run: setup
 	@echo "Muster is running at http://127.0.0.1:$(PORT)/  (staff console: http://127.0.0.1:$(PORT)/admin/)"
 	@echo "Demo logins, password 'demo-password': superadmin@demo.test, admin@demo.test, coordinator@demo.test, member@demo.test"
 	@echo ""
-	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+	$(BIN)/gunicorn --workers 2 --threads 4 --bind 127.0.0.1:$(PORT) --access-logfile - wsgi:app
 
 test: setup-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
