@@ -69,9 +69,11 @@ def init_blueprints(app: Flask) -> None:
     from app.api import init_api
     from app.auth import bp as auth_bp
     from app.portal import bp as portal_bp
+    from app.verify import bp as verify_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(portal_bp)
+    app.register_blueprint(verify_bp)  # public card check (issue #4)
     init_api(app)
 
 

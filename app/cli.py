@@ -13,6 +13,13 @@ from app.services.auth import set_password
 
 
 def register_commands(app: Flask) -> None:
+    from app.cli_members import register as register_member_commands
+
+    register_member_commands(app)  # flask members import / export
+    from app.cli_cards import register as register_card_commands
+
+    register_card_commands(app)  # flask cards keys / rotate-key / retire-key / expire / print
+
     @app.cli.command("seed-demo")
     @click.option("--members", "member_count", default=2000, show_default=True, help="Members to create.")
     @click.option("--if-empty", is_flag=True, help="Do nothing when the database already has units.")

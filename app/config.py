@@ -8,8 +8,11 @@ survive restarts without anyone having to invent a key.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -91,6 +94,34 @@ class Config:
         self.JOB_STALE_SECONDS = int(os.environ.get("MUSTER_JOB_STALE_SECONDS", "120"))
         self.JOBS_RUN_INLINE = False
         self.ADMIN_PAGE_SIZE = int(os.environ.get("MUSTER_ADMIN_PAGE_SIZE", "20"))
+        # Member imports (see app/services/imports.py): the largest file accepted, the
+        # most columns read, rows written per transaction, how d/m/y dates are read
+        # (DMY or MDY), and how long an abandoned upload is kept.
+        self.IMPORT_MAX_BYTES = int(os.environ.get("MUSTER_IMPORT_MAX_BYTES", str(200 * 1024 * 1024)))
+        self.IMPORT_MAX_COLUMNS = int(os.environ.get("MUSTER_IMPORT_MAX_COLUMNS", "200"))
+        self.IMPORT_BATCH_SIZE = int(os.environ.get("MUSTER_IMPORT_BATCH_SIZE", "1000"))
+        self.IMPORT_DATE_ORDER = os.environ.get("MUSTER_IMPORT_DATE_ORDER", "DMY").upper()
+        self.IMPORT_UPLOAD_TTL_HOURS = int(os.environ.get("MUSTER_IMPORT_UPLOAD_TTL_HOURS", "48"))
+        self.IMPORT_UPLOAD_DIR = os.environ.get("MUSTER_IMPORT_UPLOAD_DIR")  # default: instance/imports
+        # Events: the organisation's time zone (event times are entered and shown in it, and
+        # "once per day" check-ins count its days), how early the doors open for check-in,
+        # and the largest attachment (agenda, flyer).
+        self.TIMEZONE = os.environ.get("MUSTER_TIMEZONE", "UTC")
+        self.EVENT_CHECKIN_OPENS_MINUTES = int(os.environ.get("MUSTER_EVENT_CHECKIN_OPENS_MINUTES", "120"))
+        self.EVENT_ATTACHMENT_MAX_BYTES = int(
+            os.environ.get("MUSTER_EVENT_ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024))
+        )
+        # Membership cards (issue #4): the site's public address (QR codes link to its
+        # /verify page), card numbers, validity periods, signing keys and the card design.
+        self.PUBLIC_URL = os.environ.get("MUSTER_PUBLIC_URL", "").strip().rstrip("/") or None
+        self.CARD_NUMBER_PREFIX = os.environ.get("MUSTER_CARD_NUMBER_PREFIX", "M")
+        self.CARD_MONTHS = os.environ.get("MUSTER_CARD_MONTHS", "standard=12,premium=12")
+        self.CARD_KEYS_DIR = os.environ.get("MUSTER_CARD_KEYS_DIR") or None  # default: instance/card_keys
+        self.CARD_SIGNING_KEY = os.environ.get("MUSTER_CARD_SIGNING_KEY") or None
+        self.CARD_VERIFY_KEYS = os.environ.get("MUSTER_CARD_VERIFY_KEYS") or None
+        self.CARD_VERIFY_RATE_LIMIT = os.environ.get("MUSTER_CARD_VERIFY_RATE_LIMIT", "60 per minute")
+        self.CARD_LOGO = os.environ.get("MUSTER_CARD_LOGO") or None  # a PNG or JPEG file
+        self.CARD_COLOR = os.environ.get("MUSTER_CARD_COLOR", "#1d4f91")
 
 
 class TestConfig(Config):
@@ -107,3 +138,8 @@ class TestConfig(Config):
         self.PASSWORD_METHOD = "pbkdf2:sha256:1000"  # fast hashes keep the suite quick
         # Each test shares one connection; jobs run in the caller's thread unless a test says otherwise.
         self.JOBS_RUN_INLINE = True
+        # Card signing keys of the test run (removed at exit), never the instance's real ones.
+        self.CARD_KEYS_DIR = os.environ.get("MUSTER_TEST_CARD_KEYS_DIR")
+        if not self.CARD_KEYS_DIR:
+            self.CARD_KEYS_DIR = tempfile.mkdtemp(prefix="muster-keys-")
+            atexit.register(shutil.rmtree, self.CARD_KEYS_DIR, True)

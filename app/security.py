@@ -15,13 +15,13 @@ from typing import Any
 from flask import abort, g, has_request_context
 from flask_login import current_user
 from flask_principal import ActionNeed, Identity, RoleNeed, UserNeed, identity_loaded
-from sqlalchemy import Select, false, or_, select
+from sqlalchemy import Select, bindparam, false, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db, login_manager, principal
 from app.models import AuditEntry, Member, RoleAssignment, Unit, User
 from app.models.base import utcnow
-from app.models.rbac import Role
+from app.models.rbac import Permission, Role, role_permissions
 
 # Permissions a member needs for self-service; holding only these gives no console access.
 PORTAL_PERMISSIONS = frozenset(
@@ -45,40 +45,54 @@ class Grant:
     unit_path: str | None
 
 
+# Every request of a logged-in user runs this; built once.
+_GRANTS = (
+    select(RoleAssignment.expires_at, Unit.path, Role.name, Permission.resource, Permission.action)
+    .join(Role, Role.id == RoleAssignment.role_id)
+    .outerjoin(Unit, Unit.id == RoleAssignment.unit_id)
+    .outerjoin(role_permissions, role_permissions.c.role_id == Role.id)
+    .outerjoin(Permission, Permission.id == role_permissions.c.permission_id)
+    .where(RoleAssignment.user_id == bindparam("user_id"))
+)
+
+
 def grants_for(user: Any) -> list[Grant]:
-    """All live grants of a user, computed once per request."""
+    """All live grants of a user, computed once per request (one query, with the role names)."""
     if user is None or not getattr(user, "is_authenticated", False) or not user.active:
         return []
     cache = g.setdefault("_muster_grants", {}) if has_request_context() else {}
     if user.id in cache:
         return cache[user.id]
     now = utcnow()
-    rows = db.session.execute(
-        select(RoleAssignment.expires_at, Unit.path, Role.id)
-        .join(Role, Role.id == RoleAssignment.role_id)
-        .outerjoin(Unit, Unit.id == RoleAssignment.unit_id)
-        .where(RoleAssignment.user_id == user.id)
-    ).all()
-    role_ids = {role_id for expires_at, _path, role_id in rows if expires_at is None or expires_at > now}
-    perms_by_role: dict[int, list[str]] = {}
-    if role_ids:
-        roles = db.session.scalars(select(Role).where(Role.id.in_(role_ids))).all()
-        perms_by_role = {role.id: [p.name for p in role.permissions] for role in roles}
+    rows = db.session.execute(_GRANTS, {"user_id": user.id}).all()
+    live = [row for row in rows if row.expires_at is None or row.expires_at > now]
     grants = {
-        Grant(permission, path)
-        for expires_at, path, role_id in rows
-        if role_id in role_ids
-        for permission in perms_by_role.get(role_id, [])
+        Grant("*" if row.resource == "*" else f"{row.resource}.{row.action}", row.path)
+        for row in live
+        if row.resource is not None
     }
     result = sorted(grants, key=lambda gr: (gr.permission, gr.unit_path or ""))
     cache[user.id] = result
+    if has_request_context():
+        g.setdefault("_muster_roles", {})[user.id] = sorted({row.name for row in live})
     return result
+
+
+def role_names_for(user: Any) -> list[str]:
+    """Names of the user's live roles (for Flask-Principal's RoleNeeds), from the grants query."""
+    grants_for(user)
+    roles = g.get("_muster_roles", {}) if has_request_context() else {}
+    if user is not None and user.id in roles:
+        return roles[user.id]
+    now = utcnow()
+    return sorted({a.role.name for a in getattr(user, "assignments", []) if a.expires_at is None or a.expires_at > now})
 
 
 def forget_grants() -> None:
     """Drop the per-request cache after roles or assignments change."""
     if has_request_context():
         g.pop("_muster_grants", None)
+        g.pop("_muster_roles", None)
         g.pop("_muster_scope", None)
 
 
@@ -239,7 +253,7 @@ def init_security(app) -> None:
         if user is None:
             return
         identity.provides.add(UserNeed(user.id))
-        for assignment in user.assignments:
-            identity.provides.add(RoleNeed(assignment.role.name))
+        for name in role_names_for(user):
+            identity.provides.add(RoleNeed(name))
         for gr in grants_for(user):
             identity.provides.add(ActionNeed(gr.permission))

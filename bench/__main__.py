@@ -15,6 +15,9 @@ import sys
 # name -> module in bench/; add new benchmarks here.
 BENCHMARKS = {
     "registry_list": "bench.registry",
+    "import_export": "bench.imports",
+    "cards": "bench.cards",
+    "checkin": "bench.checkin",
 }
 
 

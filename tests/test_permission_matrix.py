@@ -115,6 +115,43 @@ ROUTES = [
     Route("jobs.progress", "GET", "/admin/jobs/{job}/progress", "console", "job", visible_with="console"),
     Route("jobs.download", "GET", "/admin/jobs/{job}/files/{job_file}", "console", "job", visible_with="console"),
     Route("jobs.retry", "POST", "/admin/jobs/{job}/retry", "console", "job", visible_with="console"),
+    # --- console: member imports (an upload is visible to its owner, or to global importers) and exports
+    Route("imports.index", "GET", "/admin/imports/", "members.create"),
+    Route("imports.mapping", "GET", "/admin/imports/{upload}/mapping", "members.create", "upload",
+          visible_with="members.create"),
+    Route("imports.preview", "GET", "/admin/imports/{upload}/preview", "members.create", "upload",
+          visible_with="members.create"),
+    Route("imports.preview_status", "GET", "/admin/imports/{upload}/preview/status", "members.create", "upload",
+          visible_with="members.create"),
+    Route("imports.start", "POST", "/admin/imports/{upload}/start", "members.create", "upload", {"mode": "valid"},
+          visible_with="members.create"),
+    Route("member.export_view", "GET", "/admin/member/export/?format=csv", "members.export"),
+    # --- console: events
+    Route("events.index", "GET", "/admin/events/", "events.read"),
+    Route("events.feed", "GET", "/admin/events/feed", "events.read"),
+    Route("events.create", "GET", "/admin/events/new", "events.create"),
+    Route("events.details", "GET", "/admin/events/{event}/", "events.read", "event"),
+    Route("events.counts", "GET", "/admin/events/{event}/counts", "events.read", "event"),
+    Route("events.export", "GET", "/admin/events/{event}/export/xlsx", "events.read", "event"),
+    Route("events.attachment", "GET", "/admin/events/{event}/attachments/{attachment}", "events.read", "event"),
+    Route("events.edit", "GET", "/admin/events/{event}/edit", "events.update", "event"),
+    Route("events.set_status", "POST", "/admin/events/{event}/status", "events.update", "event",
+          {"status": "cancelled"}),
+    Route("events.delete", "POST", "/admin/events/{event}/delete", "events.delete", "event"),
+    Route("events.search", "GET", "/admin/events/{event}/search?q=Last", "events.update", "event"),
+    Route("events.register", "POST", "/admin/events/{event}/register", "events.update", "event",
+          {"member_id": "{member}"}),
+    Route("events.attendance", "POST", "/admin/events/{event}/members/{member}/attendance", "events.update",
+          "event", {"status": "attended"}),
+    Route("events.cancel", "POST", "/admin/events/{event}/members/{member}/cancel", "events.update", "event"),
+    Route("events.no_shows", "POST", "/admin/events/{event}/no-shows", "events.update", "event"),
+    Route("events.upload", "POST", "/admin/events/{event}/attachments", "events.update", "event"),
+    Route("events.delete_attachment", "POST", "/admin/events/{event}/attachments/{attachment}/delete",
+          "events.update", "event"),
+    Route("events.checkin_page", "GET", "/admin/events/{event}/checkin", "events.update", "event"),
+    Route("events.checkin", "POST", "/admin/events/{event}/checkin", "events.update", "event",
+          {"member_id": "{member}", "nonce": "matrix-1"}),
+    Route("events.lookup", "GET", "/admin/events/{event}/checkin/lookup?q=Last", "events.update", "event"),
     # --- API
     Route("api.list_members", "GET", "/api/v1/members", "members.read"),
     Route("api.create_member", "POST", "/api/v1/members", "members.create", "unit",
@@ -140,12 +177,52 @@ ROUTES = [
     Route("api.remove_user_role", "DELETE", "/api/v1/users/{user}/roles/{assignment}", "users.update", "user"),
     Route("api.user_permissions", "GET", "/api/v1/users/{user}/permissions", "users.read", "user"),
     Route("api.revoke_token", "DELETE", "/api/v1/auth/token", "api"),
+    # --- API: events (members see the published events of their units; staff by scope)
+    Route("api.list_events", "GET", "/api/v1/events", "events.read"),
+    Route("api.create_event", "POST", "/api/v1/events", "events.create", "unit",
+          {"title": "New", "start_at": "2031-01-01T10:00:00Z", "end_at": "2031-01-01T12:00:00Z", "unit_id": "{unit}"},
+          refusal=422, visible_with="events.create"),
+    Route("api.get_event", "GET", "/api/v1/events/{event}", "events.read", "event"),
+    Route("api.update_event", "PUT", "/api/v1/events/{event}", "events.update", "event", {"venue": "Hall"}),
+    Route("api.delete_event", "DELETE", "/api/v1/events/{event}", "events.delete", "event"),
+    Route("api.register_for_event", "POST", "/api/v1/events/{event}/register", "events.update", "event",
+          {"member_id": "{member}"}),
+    Route("api.cancel_registration", "DELETE", "/api/v1/events/{event}/register/{member}", "events.update", "event"),
+    Route("api.list_attendees", "GET", "/api/v1/events/{event}/attendees", "members.read", "event",
+          visible_with="events.read"),
+    Route("api.set_attendance", "PUT", "/api/v1/events/{event}/attendance/{member}", "events.update", "event",
+          {"status": "attended"}),
+    Route("api.checkin", "POST", "/api/v1/events/{event}/checkin", "events.update", "event",
+          {"member_id": "{member}", "nonce": "matrix-1"}),
+    Route("api.member_events", "GET", "/api/v1/members/{member}/events", "members.read", "member"),
+    Route("api.export_members", "GET", "/api/v1/members/export", "members.export"),
+    # --- membership cards (a card's unit is its member's); verification is public (below)
+    Route("cards.index_view", "GET", "/admin/cards/", "cards.read"),
+    Route("cards.details_view", "GET", "/admin/cards/details/?id={card}", "cards.read", "card"),
+    Route("cards.pdf_view", "GET", "/admin/cards/{card}/pdf", "cards.read", "card"),
+    Route("cards.transition_view", "POST", "/admin/cards/{card}/do/suspend", "cards.update", "card",
+          {"suspend-reason": "matrix"}),
+    Route("cards.issue_view", "POST", "/admin/cards/issue/{cardless}", "cards.create", "cardless",
+          {"card_type": "standard"}),
+    Route("cards.batch_view", "GET", "/admin/cards/batch/", "cards.create"),
+    Route("api.list_cards", "GET", "/api/v1/cards", "cards.read"),
+    Route("api.create_card", "POST", "/api/v1/cards", "cards.create", "cardless", {"member_id": "{cardless}"},
+          refusal=422),
+    Route("api.get_card", "GET", "/api/v1/cards/{card}", "cards.read", "card"),
+    Route("api.update_card", "PUT", "/api/v1/cards/{card}", "cards.update", "card",
+          {"status": "suspended", "reason": "matrix"}),
+    Route("api.revoke_card", "DELETE", "/api/v1/cards/{card}", "cards.update", "card"),
+    Route("api.reissue_card", "POST", "/api/v1/cards/{card}/reissue", "cards.create", "card", {"reason": "lost"}),
+    Route("api.card_qr", "GET", "/api/v1/cards/{card}/qr", "cards.read", "card"),
+    Route("api.card_pdf_file", "GET", "/api/v1/cards/{card}/pdf", "cards.read", "card"),
+    Route("api.member_card", "GET", "/api/v1/members/{member}/card", "cards.read", "member"),
+    Route("api.renew_member_card", "POST", "/api/v1/members/{member}/card/renew", "cards.update", "member"),
 ]
 
 # Routes anyone may call, and Flask-Admin's built-in routes that this console
 # switches off (they must never answer with data: checked below).
 PUBLIC = {"static", "admin.static", "auth.login", "auth.logout", "portal.home", "api.issue_token",
-          "api.openapi_document"}
+          "api.openapi_document", "verify.page", "api.verify_card"}
 SWITCHED_OFF = {
     "member.ajax_lookup": ("GET", "/admin/member/ajax/lookup/?name=unit&query=a"),
     "member.ajax_update": ("POST", "/admin/member/ajax/update/"),
@@ -157,6 +234,13 @@ SWITCHED_OFF = {
     "audit.ajax_lookup": ("GET", "/admin/audit/ajax/lookup/?name=actor&query=a"),
     "audit.ajax_update": ("POST", "/admin/audit/ajax/update/"),
     "audit.export": ("GET", "/admin/audit/export/csv/"),
+    "cards.create_view": ("GET", "/admin/cards/new/"),
+    "cards.edit_view": ("GET", "/admin/cards/edit/?id={card}"),
+    "cards.delete_view": ("POST", "/admin/cards/delete/"),
+    "cards.action_view": ("POST", "/admin/cards/action/"),
+    "cards.ajax_lookup": ("GET", "/admin/cards/ajax/lookup/?name=member&query=a"),
+    "cards.ajax_update": ("POST", "/admin/cards/ajax/update/"),
+    "cards.export": ("GET", "/admin/cards/export/csv/"),
 }
 
 
@@ -210,8 +294,38 @@ def world(tree, staff, make_user, make_member, client):
     member_role = rbac.role_by_name("member")
     for side in objects.values():
         side.update(role=role.id, member_role=member_role.id)
+    _add_events(objects, staff, tree, make_member)
+    _add_cards(objects, tree, make_member)
     db.session.commit()
     return objects
+
+
+def _add_events(objects, staff, tree, make_member):
+    """A published event open for check-in in each ward, with the side's member registered and an
+    agenda attached. The member login is linked to a member of W1: members see their units' events."""
+    from datetime import timedelta
+
+    from app.models.base import utcnow
+    from app.services import events as event_service
+
+    if staff["member"].member_id is None:
+        staff["member"].member = make_member(tree["w1"])
+    for side, ward in (("in", tree["w1"]), ("out", tree["w4"])):
+        event = event_service.create_event(None, {
+            "title": f"Matrix event {side}", "start_at": utcnow() - timedelta(hours=1),
+            "end_at": utcnow() + timedelta(hours=3), "unit_id": ward.id, "status": "upcoming"})
+        event_service.register(None, event, db.session.get(Member, objects[side]["member"]))
+        agenda = event_service.add_attachment(None, event, "agenda.pdf", b"%PDF-1.4\n%%EOF\n")
+        objects[side].update(event=event.id, attachment=agenda.id)
+
+
+def _add_cards(objects, tree, make_member):
+    """A card for each side's member, and a member without one to issue to (issue #4)."""
+    from app.services import cards as card_service
+
+    for side, ward in (("in", tree["w1"]), ("out", tree["w4"])):
+        card = card_service.issue_card(None, db.session.get(Member, objects[side]["member"]))
+        objects[side].update(card=card.id, cardless=make_member(ward).id)
 
 
 @jobs.handler("matrix.noop")
@@ -230,6 +344,37 @@ def _add_jobs(world, principal):
         jobs.run(job.id)
         world[side]["job"] = job.id
         world[side]["job_file"] = db.session.get(Job, job.id).files[0].id
+
+
+_UPLOAD_FILES: list = []
+
+
+def _add_uploads(world, principal):
+    """A checked upload of the principal's own ("in") and one of another user ("out")."""
+    from pathlib import Path
+
+    from app.services import imports as import_service
+
+    data = Path(__file__).resolve().parent / "data" / "members_utf8.csv"
+    owners = {"in": db.session.scalar(select(User).where(User.email == EMAILS.get(principal, "super@test.org"))),
+              "out": db.session.scalar(select(User).where(User.email == "out@test.org"))}
+    for side, owner in owners.items():
+        with open(data, "rb") as fh:
+            upload = import_service.save_upload(owner, fh, "members.csv")
+        _UPLOAD_FILES.append(import_service.upload_path(upload))
+        import_service.set_mapping(None, upload, import_service.guess_mapping(upload.headers),
+                                   {"default_unit_id": None, "date_order": "DMY", "default_status": "pending"})
+        preview = import_service.start_preview(owner, upload)
+        db.session.commit()
+        jobs.run(preview.id)
+        world[side]["upload"] = upload.id
+
+
+@pytest.fixture(autouse=True)
+def _remove_upload_files():
+    yield
+    while _UPLOAD_FILES:
+        _UPLOAD_FILES.pop().unlink(missing_ok=True)
 
 
 def _fill(value, values):
@@ -280,6 +425,8 @@ def test_matrix(client, world, principal, route):
     tokens: dict[str, str] = {}
     if route.obj == "job":
         _add_jobs(world, principal)
+    if route.obj == "upload":
+        _add_uploads(world, principal)
     for inside, side in ((True, "in"), (False, "out")):
         if not route.obj and not inside:
             continue

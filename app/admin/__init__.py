@@ -12,7 +12,9 @@ from flask_admin.theme import Bootstrap4Theme
 
 
 def init_admin(app: Flask) -> Admin:
-    from app.admin import audit, dashboard, geo, jobs, members, rbac
+    from app.admin import audit, dashboard, events, geo, jobs, members, rbac
+    from app.admin import imports
+    from app.admin import cards
 
     admin = Admin(
         app,
@@ -21,6 +23,9 @@ def init_admin(app: Flask) -> Admin:
         index_view=dashboard.DashboardView(url="/admin", endpoint="admin"),
     )
     members.register(admin)
+    cards.register(admin)
+    imports.register(admin)
+    events.register(admin)
     geo.register(admin)
     rbac.register(admin)
     audit.register(admin)

@@ -11,6 +11,7 @@ from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from app.admin.base import SecureView
 from app.extensions import db
@@ -33,8 +34,11 @@ class JobsView(SecureView):
     permission = None
 
     def _refresh(self) -> None:
-        if jobs.mark_stale_interrupted():
-            db.session.commit()
+        try:
+            jobs.mark_stale_interrupted()
+            db.session.commit()  # at once, even if nothing changed: SQLite holds its write lock until then
+        except OperationalError:  # SQLite while a job writes: this request had read first; the next poll retries
+            db.session.rollback()
 
     @expose("/")
     def index(self):

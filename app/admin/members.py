@@ -25,7 +25,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import Response, abort, flash, g, redirect, request
+from flask import Response, abort, flash, g, redirect, request, stream_with_context
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
@@ -43,11 +43,12 @@ from wtforms.fields.choices import Choice
 from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
-from app.admin.base import ScopedModelView
+from app.admin.base import ScopedModelView, staff_can
 from app.extensions import db
 from app.models import GENDERS, MEMBER_STATUSES, AuditEntry, Member, MemberPhoto, MemberStatusChange, Tag, Unit
 from app.models.people import member_tags
 from app.security import can, get_scoped_or_404, scope_unit_ids, scoped, subtree_unit_ids
+from app.services import exports
 from app.services import members as member_service
 from app.services.errors import ServiceError
 
@@ -442,10 +443,15 @@ class MemberView(ScopedModelView):
         subtree = subtree_unit_ids(unit)
         return subtree if scope is None else sorted(set(subtree) & set(scope))
 
-    def get_list(self, page, sort_column, sort_desc, search, filters, execute=True, page_size=None):
-        """Flask-Admin's list query, kept on the members table (no joins) for speed at scale."""
+    def list_queries(self, search, filters, with_count: bool = True):
+        """The list's rows and count queries: scope, live members, ``?unit=``, search and filters.
+
+        The one place the list's WHERE is built; the page and the exports both
+        use it, so an export holds exactly the members the list shows.
+        Returns (query, count_query, joins).
+        """
         query = self.get_query()
-        count_query = self.get_count_query() if not self.simple_list_pager else None
+        count_query = self.get_count_query() if with_count and not self.simple_list_pager else None
         joins: dict = {}
         count_joins: dict = {}
 
@@ -456,16 +462,18 @@ class MemberView(ScopedModelView):
             if count_query is not None:
                 count_query = count_query.filter(clause)
 
+        if self._search_supported and search:
+            query, count_query, joins, count_joins = self._apply_search(query, count_query, joins, count_joins, search)
+        if filters and self._filters:
+            query, count_query, joins, count_joins = self._apply_filters(
+                query, count_query, joins, count_joins, filters
+            )
+        return query, count_query, joins
+
+    def get_list(self, page, sort_column, sort_desc, search, filters, execute=True, page_size=None):
+        """Flask-Admin's list query, kept on the members table (no joins) for speed at scale."""
+        query, count_query, joins = self.list_queries(search, filters)
         plain_page = not (self._search_supported and search) and not filters and sort_column is None
-        if not plain_page:
-            if self._search_supported and search:
-                query, count_query, joins, count_joins = self._apply_search(
-                    query, count_query, joins, count_joins, search
-                )
-            if filters and self._filters:
-                query, count_query, joins, count_joins = self._apply_filters(
-                    query, count_query, joins, count_joins, filters
-                )
 
         count = count_query.scalar() if count_query is not None else None
         page_size = page_size or self.page_size
@@ -489,6 +497,55 @@ class MemberView(ScopedModelView):
         if execute:
             query = query.all()
         return count, query
+
+    # -- export ---------------------------------------------------------------------
+
+    def can_export_members(self) -> bool:
+        return staff_can("members.export")
+
+    def export_columns(self) -> list[tuple[str, str, bool]]:
+        """(key, header, ticked by default) for the export's column checkboxes."""
+        return [(key, label, key in exports.DEFAULT_COLUMNS) for key, label in exports.EXPORT_COLUMNS.items()]
+
+    @expose("/export/")
+    def export_view(self):
+        """The list as it stands (search, filters, ``?unit=``; every page) as CSV or XLSX, streamed.
+
+        Built by ``list_queries``, the code path of the list itself, then
+        narrowed to where the user may export (members.export). Audited with
+        the filter used before the first byte is sent.
+        """
+        if not self.can_export_members():
+            abort(403)
+        actor = _actor()
+        fmt = request.args.get("format", "csv").strip().lower()
+        view_args = self._get_list_extra_args()
+        back_args = {k: v for k, v in request.args.items(multi=True) if k not in ("col", "format", "page")}
+        try:
+            columns = exports.parse_columns(request.args.getlist("col"))
+            query, _count, _joins = self.list_queries(view_args.search, view_args.filters, with_count=False)
+            clauses = exports.export_clauses(actor, [query.whereclause])
+            rows = exports.count(clauses)
+            exports.check_size(fmt, rows)
+        except ServiceError as exc:
+            flash(exc.message, "error")
+            return redirect(self.get_url(".index_view", **back_args))
+        described = {
+            "search": view_args.search or None,
+            "unit": request.args.get("unit") or None,
+            "filters": [
+                {"filter": f"{self._filters[idx].name} {self._filters[idx].operation()}", "value": value}
+                for idx, _name, value in (view_args.filters or [])
+            ],
+        }
+        shortcut = self.shortcut_unit()
+        exports.record_export(actor, fmt, columns, described, rows, unit_id=shortcut.id if shortcut else None)
+        db.session.commit()
+        response = Response(stream_with_context(exports.chunks(fmt, clauses, columns)), mimetype=exports.FORMATS[fmt])
+        response.headers["Content-Disposition"] = f'attachment; filename="{exports.filename(fmt)}"'
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
     def _get_filter_groups(self):
         groups = super()._get_filter_groups()
@@ -617,6 +674,20 @@ class MemberView(ScopedModelView):
             count += 1
         db.session.commit()
         flash(f"{count} member(s) deleted.", "success")
+
+    @action("cards", "Cards: issue, renew or print")
+    def action_cards(self, ids):
+        """On to the card batch page with the selected members (issue #4, app/admin/cards.py)."""
+        from app.admin.cards import batch_for_members
+
+        return batch_for_members(ids)
+
+    def is_action_allowed(self, name):
+        from app.admin.base import staff_can
+
+        if name == "cards":
+            return staff_can("cards.create")
+        return super().is_action_allowed(name)
 
     @expose("/deleted/")
     def deleted_view(self):

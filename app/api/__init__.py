@@ -105,7 +105,8 @@ def init_api(app: Flask) -> None:
 # Routes, handlers and hooks are attached to the blueprint once, at import; init_api
 # may run for several apps (tests create more than one). Imported last: these modules
 # import ``bp`` from here.
-from app.api import auth, errors, members, openapi, rbac, units  # noqa: E402,F401
+from app.api import auth, cards, errors, events, members, openapi, rbac, units  # noqa: E402,F401
+from app.api import exports  # noqa: E402,F401  (GET /members/export)
 from app.extensions import csrf, db  # noqa: E402
 
 errors.register_error_handlers(bp)

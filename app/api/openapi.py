@@ -16,6 +16,7 @@ from app.api import MAX_ID, bp
 from app.api.auth import public
 from app.api.members import DEFAULT_PER_PAGE, MAX_PER_PAGE
 from app.models import GENDERS, MEMBER_STATUSES
+from app.services.exports import EXPORT_COLUMNS
 
 Schema = dict[str, Any]
 
@@ -326,6 +327,30 @@ PATHS: dict[str, dict[str, Schema]] = {
             body=json_body(ref("MemberCreate")),
         ),
     },
+    "/members/export": {
+        "get": operation(
+            "api.export_members", "Export members (CSV or XLSX)", "members",
+            {"200": {"description": "Every live member matching the filters (no paging), streamed.",
+                     "content": {"text/csv": {"schema": {"type": "string"}},
+                                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet":
+                                     {"schema": {"type": "string", "format": "binary"}}}},
+             **errors(400, 403, 422)},
+            description="Needs members.export; holds the members.read list narrowed to where you may export. "
+                        "Same filters as GET /members. CSV cells starting with =, +, -, @ get a leading ' so "
+                        "spreadsheets never run them (phone numbers read '+260...). Recorded in the audit log.",
+            parameters=[
+                query_param("format", {"type": "string", "enum": ["csv", "xlsx"], "default": "csv"}, "File format."),
+                {**query_param("columns", {"type": "array", "items": {"type": "string", "enum": list(EXPORT_COLUMNS)}},
+                               "Columns, in the file's order (repeat or separate with commas; default: all but "
+                               "notes and created_at)."), "style": "form", "explode": True},
+                query_param("q", {"type": "string", "maxLength": 200}, "Search, as for GET /members."),
+                {**query_param("status", {"type": "array", "items": {"type": "string",
+                                                                     "enum": list(MEMBER_STATUSES)}},
+                               "Only these statuses."), "style": "form", "explode": True},
+                query_param("unit_id", ID, "Only members of this unit and the units below it."),
+            ],
+        ),
+    },
     "/members/{member_id}": {
         "get": operation(
             "api.get_member", "Read a member", "members",
@@ -439,6 +464,20 @@ PATHS: dict[str, dict[str, Schema]] = {
 }
 
 
+# Events and door check-in describe themselves next to their views (imported here, after the
+# helpers above exist).
+from app.api.events_openapi import EVENT_PATHS, EVENT_SCHEMAS, EVENT_TAG  # noqa: E402
+
+SCHEMAS.update(EVENT_SCHEMAS)
+PATHS.update(EVENT_PATHS)
+
+# Membership cards (issue #4), likewise described next to their views.
+from app.api.cards_openapi import CARD_PATHS, CARD_SCHEMAS, CARD_TAG  # noqa: E402
+
+SCHEMAS.update(CARD_SCHEMAS)
+PATHS.update(CARD_PATHS)
+
+
 def document() -> dict[str, Any]:
     """The whole OpenAPI document (plain data; cheap enough to build per request)."""
     return {
@@ -462,6 +501,8 @@ def document() -> dict[str, Any]:
             {"name": "roles", "description": "Roles and permissions."},
             {"name": "users", "description": "Users' roles and effective permissions."},
             {"name": "units", "description": "The geography tree."},
+            EVENT_TAG,
+            CARD_TAG,
             {"name": "meta", "description": "About the API."},
         ],
         "paths": PATHS,

@@ -1,8 +1,14 @@
 """Models, one module per domain. Importing this package registers every table."""
 
 from app.models.audit import AuditEntry
+from app.models.cards import CARD_STATUSES, CARD_TYPES, CardTransaction, MembershipCard
 from app.models.counters import Counter
+from app.models.events import (
+    CHECKIN_RULES, EVENT_STATUSES, EVENT_TYPES, REGISTRATION_STATUSES, Event, EventAttachment, EventCheckin,
+    EventCheckinNonce, EventRegistration,
+)
 from app.models.geo import Unit
+from app.models.imports import ImportMapping, ImportUpload
 from app.models.jobs import Job, JobFile
 from app.models.people import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag
 from app.models.rbac import ApiToken, Permission, Role, RoleAssignment, User
@@ -10,14 +16,29 @@ from app.models.rbac import ApiToken, Permission, Role, RoleAssignment, User
 __all__ = [
     "ApiToken",
     "AuditEntry",
+    "CARD_STATUSES",
+    "CARD_TYPES",
+    "CardTransaction",
     "Counter",
+    "CHECKIN_RULES",
+    "EVENT_STATUSES",
+    "EVENT_TYPES",
+    "Event",
+    "EventAttachment",
+    "EventCheckin",
+    "EventCheckinNonce",
+    "EventRegistration",
+    "REGISTRATION_STATUSES",
     "GENDERS",
+    "ImportMapping",
+    "ImportUpload",
     "Job",
     "JobFile",
     "MEMBER_STATUSES",
     "Member",
     "MemberPhoto",
     "MemberStatusChange",
+    "MembershipCard",
     "Permission",
     "Role",
     "RoleAssignment",

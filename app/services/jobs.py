@@ -116,12 +116,18 @@ def create_job(actor, kind: str, params: dict[str, Any] | None = None, *, title:
 
 def run(job_id: int) -> Job:
     """Run one job to the end in the current thread and app context."""
-    job = db.session.get(Job, job_id)
-    if job is None or job.state not in ("queued", "interrupted"):
-        return job
-    job.state, job.started_at, job.heartbeat_at, job.finished_at = "running", utcnow(), utcnow(), None
-    job.message = ""
+    # Claimed by one UPDATE: two processes never both start it, and on SQLite a transaction
+    # that opens with a write waits for another writer (one that read first fails at once).
+    now = utcnow()
+    claimed = db.session.execute(
+        update(Job).where(Job.id == job_id, Job.state.in_(("queued", "interrupted")))
+        .values(state="running", started_at=now, heartbeat_at=now, finished_at=None, message="")
+        .execution_options(synchronize_session=False)
+    ).rowcount
     db.session.commit()
+    job = db.session.get(Job, job_id)
+    if not claimed:
+        return job
     try:
         result = HANDLERS[job.kind](JobContext(job))
     except ServiceError as exc:
@@ -137,13 +143,14 @@ def run(job_id: int) -> Job:
 
 
 def _finish(job_id: int, state: str, message: str | None, result: dict | None = None) -> None:
-    job = db.session.get(Job, job_id)
-    job.state = state
-    job.finished_at = job.heartbeat_at = utcnow()
+    values: dict[str, Any] = {"state": state, "finished_at": utcnow(), "heartbeat_at": utcnow()}
     if message is not None:
-        job.message = message
+        values["message"] = message
     if result is not None:
-        job.result = result
+        values["result"] = result
+    # One UPDATE (not read-then-write), for the same SQLite reason as in run().
+    db.session.execute(update(Job).where(Job.id == job_id).values(**values)
+                       .execution_options(synchronize_session=False))
     db.session.commit()
 
 

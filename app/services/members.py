@@ -350,6 +350,9 @@ def change_status(actor, member: Member, new_status: str, reason: str) -> Member
     db.session.flush()
     audit.record(actor, "member.status", member, summary=f"{member.full_name}: {old} -> {new_status} ({reason})",
                  changes={"status": {"before": old, "after": new_status}, "reason": reason})
+    from app.services.cards import follow_member_status  # the card follows its member (issue #4)
+
+    follow_member_status(actor, member, old, new_status, reason)
     return change
 
 

@@ -22,7 +22,7 @@ from app.services import audit
 from app.services.errors import ServiceError
 
 CATALOGUE: dict[str, tuple[str, ...]] = {
-    "members": ("create", "read", "update", "delete"),
+    "members": ("create", "read", "update", "delete", "export"),
     "events": ("create", "read", "update", "delete", "register"),
     "referrals": ("create", "read", "update", "read_own"),
     "cards": ("create", "read", "update", "read_own"),
@@ -38,7 +38,7 @@ SYSTEM_ROLES: dict[str, tuple[str, list[str]]] = {
     "admin": (
         "Runs the registry, events, referrals and cards within their area.",
         [
-            "members.create", "members.read", "members.update", "members.delete",
+            "members.create", "members.read", "members.update", "members.delete", "members.export",
             "events.create", "events.read", "events.update", "events.delete",
             "referrals.read", "referrals.update", "cards.create", "cards.read", "cards.update",
             "reports.read",
@@ -47,8 +47,8 @@ SYSTEM_ROLES: dict[str, tuple[str, list[str]]] = {
     "ward_coordinator": (
         "Looks after the members and events of their ward(s).",
         [
-            "members.create", "members.read", "members.update", "events.create", "events.read",
-            "events.update", "referrals.read", "cards.read",
+            "members.create", "members.read", "members.update", "members.export", "events.create",
+            "events.read", "events.update", "referrals.read", "cards.read",
         ],
     ),
     "member": (

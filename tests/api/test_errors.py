@@ -73,6 +73,10 @@ def test_no_body_can_cause_a_server_error(as_super, api, staff, make_member, tre
     member = make_member(tree["w1"])
     role = as_super.post("/roles", json={"name": "fuzz_role"}).get_json()
     ids = {"member_id": member.id, "role_id": role["id"], "user_id": staff["admin"].id}
+    ids["event_id"] = as_super.post("/events", json={"title": "Fuzz", "start_at": "2030-01-01T10:00:00Z",
+                                                     "end_at": "2030-01-01T12:00:00Z", "unit_id": tree["w1"].id,
+                                                     "status": "upcoming"}).get_json()["id"]
+    ids["card_id"] = as_super.post("/cards", json={"member_id": member.id}).get_json()["id"]
     valid_base = {("/members", "post"): {"first_name": "A", "last_name": "B", "unit_id": tree["w1"].id}}
     doc = api.get("/openapi.json").get_json()
     checked = 0

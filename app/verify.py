@@ -1,0 +1,68 @@
+"""The public card verification page: what a phone camera opens from a card's QR code.
+
+``/verify/<token>`` needs no login. It shows what a doorkeeper needs and
+nothing more: the card's status, number and expiry, the holder's first name
+and last initial, and their photo (inline, so there is no public photo URL).
+It is rate limited per IP (``CARD_VERIFY_RATE_LIMIT``), never cached, and
+asks search engines not to index it.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, current_app, make_response, render_template
+from sqlalchemy import select
+
+from app.extensions import db, limiter
+from app.models import MemberPhoto
+from app.services.cards import verify_token
+
+bp = Blueprint("verify", __name__)
+
+STATUS_STYLE = {
+    "valid": ("success", "Valid"),
+    "expired": ("warning", "Expired"),
+    "suspended": ("danger", "Suspended"),
+    "revoked": ("danger", "Revoked"),
+    "unknown": ("secondary", "Not recognised"),
+    "invalid": ("secondary", "Not a valid card"),
+}
+
+
+def verify_rate_limit() -> str:
+    return current_app.config["CARD_VERIFY_RATE_LIMIT"]
+
+
+def holder_label(member) -> str:
+    """First name and last initial: enough to match a face, not enough to look someone up."""
+    last = (member.last_name or "").strip()
+    return f"{member.first_name} {last[:1]}." if last else member.first_name
+
+
+@bp.route("/verify/<path:token>")
+@limiter.limit(verify_rate_limit)
+def page(token: str):
+    result = verify_token(token)
+    photo = None
+    if result.member is not None:
+        row = db.session.execute(
+            select(MemberPhoto.content, MemberPhoto.content_type).where(MemberPhoto.member_id == result.member.id)
+        ).first()
+        if row is not None and row.content:
+            photo = f"data:{row.content_type or 'image/jpeg'};base64,{base64.b64encode(row.content).decode()}"
+    colour, label = STATUS_STYLE[result.status]
+    html = render_template(
+        "cards/verify.html",
+        result=result,
+        colour=colour,
+        label=label,
+        holder=holder_label(result.member) if result.member is not None else None,
+        photo=photo,
+    )
+    db.session.rollback()  # read-only: nothing to keep
+    response = make_response(html)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
