@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, has_request_context, request
 
 from app.config import BASE_DIR, INSTANCE_DIR, Config
 
@@ -44,6 +44,14 @@ def _tune_sqlite(engine) -> None:
     pysqlite opens transactions lazily and breaks SAVEPOINT; the documented
     SQLAlchemy recipe takes over BEGIN. WAL lets the web server read while a
     long import or job writes.
+
+    SQLite cannot turn a transaction that has read into one that writes while
+    another connection writes (it answers "database is locked" at once, no
+    waiting). So requests that change things (POST, PUT, PATCH, DELETE) take
+    the write lock up front with BEGIN IMMEDIATE and queue behind other
+    writers (busy_timeout); reading requests start deferred, so long reads
+    such as exports never hold writers up. Jobs and commands outside a
+    request write in short transactions of their own.
     """
     from sqlalchemy import event
 
@@ -62,7 +70,8 @@ def _tune_sqlite(engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn):
-        conn.exec_driver_sql("BEGIN")
+        writing = has_request_context() and request.method in ("POST", "PUT", "PATCH", "DELETE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
 def init_blueprints(app: Flask) -> None:

@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
-import pytest
-from flask import g, has_app_context
-from flask.testing import FlaskClient
-from flask_migrate import upgrade
-from sqlalchemy import text
+# Before the app is imported: its instance folder (generated keys, job files,
+# uploads) must be a throwaway one, never the developer's instance/.
+os.environ.setdefault("MUSTER_INSTANCE_DIR", tempfile.mkdtemp(prefix="muster-test-instance-"))
 
-from app import create_app
-from app.config import TestConfig
-from app.extensions import db, limiter
-from app.models import Member, Unit, User
-from app.services import geo, rbac
-from app.services.auth import hash_password
+import pytest  # noqa: E402
+from flask import g, has_app_context  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
+from flask_migrate import upgrade  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from app import create_app  # noqa: E402
+from app.config import TestConfig  # noqa: E402
+from app.extensions import db, limiter  # noqa: E402
+from app.models import Member, Unit, User  # noqa: E402
+from app.services import geo, rbac  # noqa: E402
+from app.services.auth import hash_password  # noqa: E402
 
 PASSWORD = "correct-horse-battery"
 
@@ -76,7 +81,6 @@ def database_url(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def app(database_url, tmp_path_factory):
-    os.environ.setdefault("MUSTER_INSTANCE_DIR", str(tmp_path_factory.mktemp("instance")))
     application = create_app(TestConfig(database_url))
     application.test_client_class = FreshRequestClient
     reset_schema(application)

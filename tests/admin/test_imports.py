@@ -137,6 +137,14 @@ def test_too_large_uploads_are_refused(client, app, tree, staff, monkeypatch):
     assert "too large" in client.get(response.headers["Location"]).get_data(as_text=True)
 
 
+def test_imports_may_be_larger_than_other_uploads(client, app, tree, staff, monkeypatch):
+    """The app-wide MAX_CONTENT_LENGTH (photos, attachments) does not cap import files."""
+    login(client, "admin@test.org")
+    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 500)
+    response = upload(client, "members_utf8.csv")  # about 1 KB with the form around it
+    assert response.status_code == 302 and response.headers["Location"].endswith("/mapping")
+
+
 def test_mapping_mistakes_are_explained_and_mappings_saved(client, tree, staff):
     login(client, "admin@test.org")
     upload(client, "members_utf8.csv")
