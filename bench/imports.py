@@ -131,7 +131,7 @@ def _clear_members() -> None:
 
 
 def _bench_import(app, rows: int, workdir: Path) -> dict:
-    from sqlalchemy import func, select, text
+    from sqlalchemy import func, select
 
     from app.extensions import db
     from app.models import Member, Unit

@@ -75,8 +75,6 @@ def _prepare(scale: float):
             started = time.perf_counter()
             seed_demo(member_count=0)
             db.session.commit()
-            from bench.data import generate_members
-
             generate_members(count - existing)
             print(f"generated {count - existing} members in {time.perf_counter() - started:.1f}s",
                   file=__import__("sys").stderr)

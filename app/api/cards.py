@@ -14,7 +14,6 @@ used by these views and their OpenAPI description (``cards_openapi.py``).
 from __future__ import annotations
 
 from datetime import date
-from math import ceil
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, url_for
@@ -26,7 +25,7 @@ from app.api import MAX_ID, bp
 from app.api.auth import actor, public
 from app.api.errors import ApiError
 from app.api.inputs import check_types, int_arg, json_object, reject_unknown, require, text_arg
-from app.api.serialize import iso, user_ref
+from app.api.serialize import iso, page_of, user_ref
 from app.extensions import db, limiter
 from app.models import CARD_STATUSES, CARD_TYPES, CardTransaction, Member, MembershipCard, Unit
 from app.security import can, get_scoped_or_404, has_permission, scoped, subtree_unit_ids
@@ -185,15 +184,6 @@ def _filter_clauses(filters: dict[str, Any]) -> list[ColumnElement[bool]]:
     return clauses
 
 
-def _page_link(filters: dict[str, Any], page: int, per_page: int) -> str:
-    args: dict[str, Any] = {"page": page, "per_page": per_page}
-    for key, value in filters.items():
-        if value:
-            args[key] = ",".join(value) if isinstance(value, list) else (
-                value.isoformat() if isinstance(value, date) else value)
-    return url_for("api.list_cards", **args)
-
-
 @bp.get("/cards")
 def list_cards():
     """Cards in the caller's scope, filtered and paged (newest first)."""
@@ -215,18 +205,7 @@ def list_cards():
             .options(selectinload(MembershipCard.member), selectinload(MembershipCard.issued_by))
             .order_by(MembershipCard.id.desc()).offset(offset).limit(per_page)
         ))
-    last_page = max(1, ceil(total / per_page))
-    return jsonify({
-        "items": [card_json(c) for c in items],
-        "page": page,
-        "per_page": per_page,
-        "total": total,
-        "links": {
-            "self": _page_link(filters, page, per_page),
-            "next": _page_link(filters, page + 1, per_page) if page < last_page else None,
-            "prev": _page_link(filters, min(page - 1, last_page), per_page) if page > 1 else None,
-        },
-    })
+    return jsonify(page_of([card_json(c) for c in items], page, per_page, total, "api.list_cards", **filters))
 
 
 # --- one card ------------------------------------------------------------------------------

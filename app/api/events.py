@@ -14,7 +14,6 @@ for anything presented at the door; only a malformed request is an error.
 
 from __future__ import annotations
 
-from math import ceil
 from typing import Any
 
 from flask import jsonify, request, url_for
@@ -25,7 +24,7 @@ from app.api import MAX_ID, bp
 from app.api.auth import actor
 from app.api.errors import ApiError
 from app.api.inputs import check_types, int_arg, json_object, parse_datetime, reject_unknown, text_arg
-from app.api.serialize import iso
+from app.api.serialize import iso, page_of
 from app.extensions import db
 from app.models import EVENT_STATUSES, REGISTRATION_STATUSES, Event, EventRegistration, Member, Unit
 from app.models.base import utcnow
@@ -87,20 +86,6 @@ def registration_json(reg: EventRegistration, *, with_member: bool = True) -> di
     if with_member:
         data["member"] = event_service.member_summary(reg.member)
     return data
-
-
-def _page(items: list[Any], page: int, per_page: int, total: int, endpoint: str, **args: Any) -> dict[str, Any]:
-    last_page = max(1, ceil(total / per_page))
-    clean = {k: v for k, v in args.items() if v not in (None, "", [])}
-
-    def link(p: int) -> str:
-        return url_for(endpoint, page=p, per_page=per_page, **clean)
-
-    return {
-        "items": items, "page": page, "per_page": per_page, "total": total,
-        "links": {"self": link(page), "next": link(page + 1) if page < last_page else None,
-                  "prev": link(min(page - 1, last_page)) if page > 1 else None},
-    }
 
 
 def _paging() -> tuple[int, int]:
@@ -196,7 +181,7 @@ def list_events():
     if offset < total:
         items = list(db.session.scalars(stmt.order_by(Event.start_at, Event.id).offset(offset).limit(per_page)))
     figures = event_service.counts_for(items)
-    return jsonify(_page([event_json(e, figures[e.id]) for e in items], page, per_page, total, "api.list_events",
+    return jsonify(page_of([event_json(e, figures[e.id]) for e in items], page, per_page, total, "api.list_events",
                          status=",".join(statuses), unit_id=unit_id, q=q,
                          **{"from": request.args.get("from"), "to": request.args.get("to")}))
 
@@ -310,7 +295,7 @@ def list_attendees(event_id: int):
             stmt.options(selectinload(EventRegistration.member).selectinload(Member.unit))
             .order_by(Member.surname_key, Member.first_name, Member.id).offset(offset).limit(per_page)
         ))
-    body = _page([registration_json(r) for r in items], page, per_page, total, "api.list_attendees",
+    body = page_of([registration_json(r) for r in items], page, per_page, total, "api.list_attendees",
                  event_id=event.id, status=status)
     body["counts"] = event_service.counts(event)
     return jsonify(body)
@@ -358,7 +343,7 @@ def member_events(member_id: int):
     figures = event_service.counts_for([r.event for r in regs])
     items = [dict(registration_json(r, with_member=False), event=event_json(r.event, figures[r.event_id]))
              for r in regs]
-    return jsonify(_page(items, page, per_page, total, "api.member_events", member_id=member_id))
+    return jsonify(page_of(items, page, per_page, total, "api.member_events", member_id=member_id))
 
 
 # --- check-in ---------------------------------------------------------------------------

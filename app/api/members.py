@@ -8,7 +8,6 @@ answers 404 exactly like an id that does not exist.
 
 from __future__ import annotations
 
-from math import ceil
 from typing import Any
 
 from flask import jsonify, request, url_for
@@ -21,7 +20,7 @@ from app.api.auth import actor
 from app.api.errors import ApiError
 from app.api import MAX_ID
 from app.api.inputs import check_types, int_arg, json_object, text_arg
-from app.api.serialize import member_json
+from app.api.serialize import member_json, page_of
 from app.extensions import db
 from app.models import MEMBER_STATUSES, Member, Unit
 from app.security import get_scoped_or_404, has_permission, scoped, subtree_unit_ids
@@ -108,17 +107,6 @@ def _list_filters() -> dict[str, Any]:
     }
 
 
-def _page_link(filters: dict[str, Any], page: int, per_page: int) -> str:
-    args: dict[str, Any] = {"page": page, "per_page": per_page}
-    if filters["q"]:
-        args["q"] = filters["q"]
-    if filters["status"]:
-        args["status"] = ",".join(filters["status"])
-    if filters["unit_id"] is not None:
-        args["unit_id"] = filters["unit_id"]
-    return url_for("api.list_members", **args)
-
-
 @bp.get("/members")
 def list_members():
     """Live members in the caller's scope, filtered and paged; the total counts the same set."""
@@ -143,18 +131,7 @@ def list_members():
             .limit(per_page)
         )
         items = list(db.session.scalars(stmt))
-    last_page = max(1, ceil(total / per_page))
-    return jsonify({
-        "items": [member_json(m) for m in items],
-        "page": page,
-        "per_page": per_page,
-        "total": total,
-        "links": {
-            "self": _page_link(filters, page, per_page),
-            "next": _page_link(filters, page + 1, per_page) if page < last_page else None,
-            "prev": _page_link(filters, min(page - 1, last_page), per_page) if page > 1 else None,
-        },
-    })
+    return jsonify(page_of([member_json(m) for m in items], page, per_page, total, "api.list_members", **filters))
 
 
 @bp.post("/members")
