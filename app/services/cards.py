@@ -40,11 +40,10 @@ from typing import Any, Iterable
 from cryptography.exceptions import InvalidSignature
 from flask import current_app, has_request_context, request
 from sqlalchemy import and_, bindparam, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
-from app.models import CARD_STATUSES, CARD_TYPES, CardTransaction, Counter, Member, MembershipCard
+from app.models import CARD_STATUSES, CARD_TYPES, CardTransaction, Member, MembershipCard
 from app.models.base import utcnow
 from app.models.cards import CURRENT_STATUSES
 from app.security import can
@@ -119,22 +118,9 @@ def card_prefix() -> str:
     return prefix
 
 
-def _ensure_counter(name: str) -> None:
-    """Create the counter row once; a concurrent creator's row wins (savepoint, no error)."""
-    if db.session.scalar(select(Counter.name).where(Counter.name == name)) is not None:
-        return
-    try:
-        with db.session.begin_nested():
-            db.session.add(Counter(name=name, value=0))
-    except IntegrityError:
-        pass  # another transaction created it first; allocate() now sees it
-
-
 def next_card_numbers(year: int, count: int = 1) -> list[str]:
     """Fresh, unique card numbers for cards issued in ``year``."""
-    name = f"card_number:{year}"
-    _ensure_counter(name)
-    first = allocate(name, count)
+    first = allocate(f"card_number:{year}", count)
     prefix = card_prefix()
     return [format_card_number(prefix, year, n) for n in range(first, first + count)]
 

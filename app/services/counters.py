@@ -1,11 +1,18 @@
-"""Allocation of sequential numbers from named counters."""
+"""Allocation of sequential numbers from named counters (membership and card numbers)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import Counter
+
+
+def _bump(name: str, count: int) -> int | None:
+    return db.session.execute(
+        update(Counter).where(Counter.name == name).values(value=Counter.value + count).returning(Counter.value)
+    ).scalar()
 
 
 def allocate(name: str, count: int = 1) -> int:
@@ -13,20 +20,17 @@ def allocate(name: str, count: int = 1) -> int:
 
     One UPDATE ... RETURNING: the row lock it takes serialises concurrent
     allocators on PostgreSQL, and SQLite serialises writers anyway. The counter
-    row is created on first use.
+    row is created on first use inside a savepoint, so two first users at once
+    both succeed: the loser's insert fails, and its UPDATE then finds the row.
     """
     if count < 1:
         raise ValueError("count must be positive")
-    new_value = db.session.execute(
-        update(Counter)
-        .where(Counter.name == name)
-        .values(value=Counter.value + count)
-        .returning(Counter.value)
-    ).scalar()
+    new_value = _bump(name, count)
     if new_value is None:
-        if db.session.scalar(select(Counter).where(Counter.name == name)) is None:
-            db.session.add(Counter(name=name, value=count))
-            db.session.flush()
-            return 1
-        return allocate(name, count)
+        try:
+            with db.session.begin_nested():
+                db.session.add(Counter(name=name, value=0))
+        except IntegrityError:
+            pass  # created by a concurrent allocator: the row is there now
+        new_value = _bump(name, count)
     return new_value - count + 1
