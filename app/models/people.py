@@ -52,7 +52,14 @@ class Member(db.Model):
             sqlite_where=Column("deleted_at").is_(None),
             postgresql_where=Column("deleted_at").is_(None),
         ),
-        Index("ix_members_surname_key", "surname_key", "id"),
+        # Surname-prefix search and its count, over live members only: index-only.
+        Index(
+            "ix_members_surname_key",
+            "surname_key",
+            "id",
+            sqlite_where=Column("deleted_at").is_(None),
+            postgresql_where=Column("deleted_at").is_(None),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

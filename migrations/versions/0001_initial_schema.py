@@ -96,7 +96,7 @@ def upgrade():
         batch_op.create_index('ix_members_live_id_unit_id', ['id', 'unit_id'], unique=False, sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))
         batch_op.create_index(batch_op.f('ix_members_phone'), ['phone'], unique=False)
         batch_op.create_index(batch_op.f('ix_members_status'), ['status'], unique=False)
-        batch_op.create_index('ix_members_surname_key', ['surname_key', 'id'], unique=False)
+        batch_op.create_index('ix_members_surname_key', ['surname_key', 'id'], unique=False, sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))
 
     op.create_table('role_permissions',
     sa.Column('role_id', sa.Integer(), nullable=False),
@@ -257,7 +257,7 @@ def downgrade():
     op.drop_table('member_photos')
     op.drop_table('role_permissions')
     with op.batch_alter_table('members', schema=None) as batch_op:
-        batch_op.drop_index('ix_members_surname_key')
+        batch_op.drop_index('ix_members_surname_key', sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))
         batch_op.drop_index(batch_op.f('ix_members_status'))
         batch_op.drop_index(batch_op.f('ix_members_phone'))
         batch_op.drop_index('ix_members_live_unit_id', sqlite_where=sa.text('deleted_at IS NULL'), postgresql_where=sa.text('deleted_at IS NULL'))

@@ -196,3 +196,8 @@ def test_search_clause_finds_by_each_identifier(ctx, tree, make_member):
     assert find("jos mwa") == {jo.id}
     assert find("zzz") == set()
     assert members.search_clause("   ") is None
+
+
+def test_search_of_punctuation_only_finds_nothing(ctx, tree, make_member):
+    make_member(tree["w1"], last_name="Banda")
+    assert db.session.scalars(select(Member).where(members.search_clause(", ,"))).all() == []
