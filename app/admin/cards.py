@@ -34,10 +34,10 @@ from wtforms import HiddenField, RadioField, SelectChoice, SelectField, TextArea
 from wtforms.validators import InputRequired, Length, Optional
 
 from app.admin.base import ScopedModelView, staff_can
-from app.admin.members import ConsoleForm, RequestOptionsMixin, UnitField, unit_label, units_in_scope
+from app.admin.members import ConsoleForm, RequestOptionsMixin, UnitField, UnitSubtreeFilter
 from app.extensions import db
-from app.models import CARD_STATUSES, CARD_TYPES, CardTransaction, Member, MembershipCard, Unit
-from app.security import can, get_scoped_or_404, scoped, subtree_unit_ids
+from app.models import CARD_STATUSES, CARD_TYPES, CardTransaction, Member, MembershipCard
+from app.security import can, get_scoped_or_404, scoped
 from app.services import card_batches, card_pdf
 from app.services import cards as card_service
 from app.services import members as member_service
@@ -123,28 +123,6 @@ class CardTypeFilter(sqla_filters.FilterEqual):
         return "equals"
 
 
-class CardUnitFilter(RequestOptionsMixin, sqla_filters.BaseSQLAFilter):
-    """Cards of members in the chosen unit's subtree (units offered: the user's card scope)."""
-
-    def __init__(self) -> None:
-        super().__init__(MembershipCard.member_id, "Unit")
-
-    def request_options(self):
-        return [(str(u.id), unit_label(u)) for u in units_in_scope("cards.read")]
-
-    def clean(self, value):
-        return int(value)
-
-    def apply(self, query, value, alias=None):
-        unit = db.session.get(Unit, value)
-        if unit is None or not can(current_user, "cards.read", unit):
-            return query.filter(false())
-        return query.filter(MembershipCard.unit_id.in_(subtree_unit_ids(unit)))
-
-    def operation(self):
-        return "in"
-
-
 # --- list formatters -------------------------------------------------------------------
 
 
@@ -199,7 +177,7 @@ class CardView(ScopedModelView):
             sqla_filters.DateBetweenFilter(MembershipCard.expires_on, "Expires"),
             sqla_filters.DateGreaterFilter(MembershipCard.expires_on, "Expires"),
             sqla_filters.DateSmallerFilter(MembershipCard.expires_on, "Expires"),
-            CardUnitFilter(),
+            UnitSubtreeFilter(MembershipCard.member_id, MembershipCard.unit_id, "cards.read"),
         ]
         super().__init__(*args, **kwargs)
 

@@ -107,15 +107,15 @@ def unit_label(unit: Unit) -> str:
     return labels[unit.id]
 
 
-def unit_subtree_clause(unit_id: Any) -> ColumnElement[bool]:
-    """Members of a unit's subtree; an unknown or out-of-scope unit matches nothing."""
+def unit_subtree_clause(unit_id: Any, unit_column=Member.unit_id, permission: str = "members.read") -> ColumnElement[bool]:
+    """Rows whose ``unit_column`` lies in a unit's subtree; an unknown or out-of-scope unit matches nothing."""
     try:
         unit = db.session.get(Unit, int(unit_id))
     except (TypeError, ValueError):
         return false()
-    if unit is None or not can(current_user, "members.read", unit):
+    if unit is None or not can(current_user, permission, unit):
         return false()
-    return Member.unit_id.in_(subtree_unit_ids(unit))
+    return unit_column.in_(subtree_unit_ids(unit))
 
 
 # --- forms ----------------------------------------------------------------------------
@@ -224,19 +224,24 @@ class RequestOptionsMixin:
 
 
 class UnitSubtreeFilter(RequestOptionsMixin, sqla_filters.BaseSQLAFilter):
-    """Members whose unit lies in the chosen unit's subtree (units offered: the user's scope)."""
+    """Rows whose unit lies in the chosen unit's subtree (units offered: the user's scope).
 
-    def __init__(self) -> None:
-        super().__init__(Member.unit_id, "Unit")
+    Members by default; other views pass their own unit column and permission.
+    """
+
+    def __init__(self, column=Member.unit_id, unit_column=Member.unit_id, permission: str = "members.read") -> None:
+        super().__init__(column, "Unit")
+        self.unit_column = unit_column
+        self.permission = permission
 
     def request_options(self):
-        return [(str(u.id), unit_label(u)) for u in units_in_scope("members.read")]
+        return [(str(u.id), unit_label(u)) for u in units_in_scope(self.permission)]
 
     def clean(self, value):
         return int(value)
 
     def apply(self, query, value, alias=None):
-        return query.filter(unit_subtree_clause(value))
+        return query.filter(unit_subtree_clause(value, self.unit_column, self.permission))
 
     def operation(self):
         return "in"

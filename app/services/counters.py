@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
@@ -27,10 +29,8 @@ def allocate(name: str, count: int = 1) -> int:
         raise ValueError("count must be positive")
     new_value = _bump(name, count)
     if new_value is None:
-        try:
-            with db.session.begin_nested():
-                db.session.add(Counter(name=name, value=0))
-        except IntegrityError:
-            pass  # created by a concurrent allocator: the row is there now
+        # A concurrent allocator may insert the row first; its row serves us too.
+        with suppress(IntegrityError), db.session.begin_nested():
+            db.session.add(Counter(name=name, value=0))
         new_value = _bump(name, count)
     return new_value - count + 1

@@ -54,6 +54,7 @@ from app.models.base import utcnow
 from app.models.events import ATTACHMENT_KINDS, STORED_EVENT_STATUSES
 from app.security import can, has_console_access, scope_filter
 from app.services import audit
+from app.services.members import text_value
 from app.services.errors import ServiceError
 
 EVENT_FIELDS = (
@@ -184,17 +185,6 @@ def member_in_event_area(event: Event, member: Member) -> bool:
 # --- events -----------------------------------------------------------------------------
 
 
-def _text(value: Any, field: str, label: str, max_len: int, required: bool = False) -> str | None:
-    text = str(value).strip() if value is not None else ""
-    if not text:
-        if required:
-            raise ServiceError(f"{label} is required.", field=field)
-        return None
-    if len(text) > max_len:
-        raise ServiceError(f"{label} is too long ({max_len} characters at most).", field=field)
-    return text
-
-
 def _bool(value: Any, field: str, label: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -216,9 +206,9 @@ def clean_event(data: dict[str, Any], *, partial: bool = False, current: Event |
         return key in data or not partial
 
     if wanted("title"):
-        out["title"] = _text(data.get("title"), "title", "Title", 200, required=True)
+        out["title"] = text_value(data.get("title"), "title", "Title", 200, required=True)
     if wanted("description"):
-        out["description"] = _text(data.get("description"), "description", "Description", 10_000)
+        out["description"] = text_value(data.get("description"), "description", "Description", 10_000)
     if wanted("event_type"):
         kind = str(data.get("event_type") or "meeting").strip().lower()
         if kind not in EVENT_TYPES:
@@ -236,7 +226,7 @@ def clean_event(data: dict[str, Any], *, partial: bool = False, current: Event |
         )
     for key, label in (("location", "Location"), ("venue", "Venue")):
         if wanted(key):
-            out[key] = _text(data.get(key), key, label, 200)
+            out[key] = text_value(data.get(key), key, label, 200)
     if wanted("unit_id"):
         unit_id = data.get("unit_id")
         if isinstance(unit_id, Unit):
@@ -430,7 +420,7 @@ def register(actor, event: Event, member: Member, *, source: str = "staff", note
         if event.registration_deadline is not None and now > event.registration_deadline:
             raise ServiceError("Registration for this event has closed.", status=409)
     _check_member(event, member)
-    notes = _text(notes, "notes", "Notes", 2000)
+    notes = text_value(notes, "notes", "Notes", 2000)
     _lock_event(event)
     reg = registration_for(event, member)
     if reg is not None and reg.status in ("registered", "waitlisted", "attended"):

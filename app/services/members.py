@@ -112,7 +112,8 @@ def _as_date(value: Any, field: str, label: str) -> date | None:
         raise ServiceError(f"{label} must be a date like 1990-04-25.", field=field) from None
 
 
-def _text(value: Any, field: str, label: str, max_len: int, required: bool = False) -> str | None:
+def text_value(value: Any, field: str, label: str, max_len: int, required: bool = False) -> str | None:
+    """A trimmed text field: None when empty, a field error when required or too long."""
     text = str(value).strip() if value is not None else ""
     if not text:
         if required:
@@ -134,11 +135,11 @@ def clean(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
         return key in data or not partial
 
     if wanted("first_name"):
-        out["first_name"] = _text(data.get("first_name"), "first_name", "First name", 80, required=True)
+        out["first_name"] = text_value(data.get("first_name"), "first_name", "First name", 80, required=True)
     if wanted("last_name"):
-        out["last_name"] = _text(data.get("last_name"), "last_name", "Last name", 80, required=True)
+        out["last_name"] = text_value(data.get("last_name"), "last_name", "Last name", 80, required=True)
     if wanted("other_names"):
-        out["other_names"] = _text(data.get("other_names"), "other_names", "Other names", 120)
+        out["other_names"] = text_value(data.get("other_names"), "other_names", "Other names", 120)
     if wanted("gender"):
         gender = (data.get("gender") or "").strip().lower() or None
         if gender is not None and gender not in GENDERS:
@@ -156,9 +157,9 @@ def clean(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
     if wanted("email"):
         out["email"] = normalize_email(data.get("email"))
     if wanted("address"):
-        out["address"] = _text(data.get("address"), "address", "Address", 500)
+        out["address"] = text_value(data.get("address"), "address", "Address", 500)
     if wanted("notes"):
-        out["notes"] = _text(data.get("notes"), "notes", "Notes", 5000)
+        out["notes"] = text_value(data.get("notes"), "notes", "Notes", 5000)
     if wanted("joined_on"):
         joined = _as_date(data.get("joined_on"), "joined_on", "Joined on")
         if joined is not None and joined > date.today():
