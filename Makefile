@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 export FLASK_APP := wsgi.py
+# Printed links (card QR codes) point at the address `make run` serves.
+export MUSTER_PUBLIC_URL ?= http://127.0.0.1:$(PORT)
 
 .PHONY: run test bench setup setup-dev clean
 

@@ -18,7 +18,7 @@ from app.extensions import db
 from app.models import Member, MembershipCard, Unit
 from app.security import subtree_unit_ids
 from app.services import card_keys, card_pdf, cards
-from app.services.errors import ServiceError
+from app.services.errors import AccessDenied, ServiceError
 
 group = AppGroup("cards", help="Membership cards: signing keys, expiry, print sheets.")
 
@@ -40,7 +40,7 @@ def rotate_key_command() -> None:
     card_keys.signing_key()  # make sure there is a first key to rotate from
     try:
         key = card_keys.rotate()
-    except ServiceError as exc:
+    except (ServiceError, AccessDenied) as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"New signing key {key.kid_hex}. Older keys still verify; retire them with "
                "`flask cards retire-key KEY_ID` once their cards are replaced.")
@@ -52,7 +52,7 @@ def retire_key_command(kid: str) -> None:
     """Stop accepting card codes signed by key KID (those cards then verify as invalid)."""
     try:
         key = card_keys.retire(kid)
-    except ServiceError as exc:
+    except (ServiceError, AccessDenied) as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"Key {key.kid_hex} retired at {key.retired_at}.")
 

@@ -22,8 +22,8 @@ from app.models import MEMBER_STATUSES, Member, Unit, User
 from app.security import scope_filter, subtree_unit_ids
 from app.services import exports
 from app.services import imports as import_service
-from app.services import members as member_service
-from app.services.errors import ServiceError
+from app.services import member_search
+from app.services.errors import AccessDenied, ServiceError
 
 members = AppGroup("members", help="Import and export members.")
 
@@ -97,7 +97,7 @@ def import_command(file: str, unit_code: str | None, dry_run: bool, all_or_nothi
     actor = _user(email)
     try:
         info = import_service.inspect_file(file)
-    except ServiceError as exc:
+    except (ServiceError, AccessDenied) as exc:
         raise click.ClickException(exc.message) from None
     mapping = import_service.guess_mapping(info.headers)
     click.echo(f"{os.path.basename(file)}: {info.description}; header on line {info.header_line}.")
@@ -127,7 +127,7 @@ def import_command(file: str, unit_code: str | None, dry_run: bool, all_or_nothi
                                             dry_run=dry_run, on_batch=on_batch, total=total,
                                             report_path=report_path)
         db.session.commit()
-    except ServiceError as exc:
+    except (ServiceError, AccessDenied) as exc:
         db.session.rollback()
         raise click.ClickException(exc.message) from None
     finally:
@@ -174,7 +174,7 @@ def export_command(unit_code: str | None, statuses: tuple[str, ...], search: str
     actor = _user(email)
     try:
         chosen = exports.parse_columns([columns])
-    except ServiceError as exc:
+    except (ServiceError, AccessDenied) as exc:
         raise click.BadParameter(exc.message, param_hint="--columns") from None
     clauses = []
     unit_id = _unit_id(unit_code)
@@ -182,7 +182,7 @@ def export_command(unit_code: str | None, statuses: tuple[str, ...], search: str
         clauses.append(Member.unit_id.in_(subtree_unit_ids(db.session.get(Unit, unit_id))))
     if statuses:
         clauses.append(Member.status.in_(statuses))
-    search_clause = member_service.search_clause(search)
+    search_clause = member_search.search_clause(search)
     if search_clause is not None:
         clauses.append(search_clause)
     if actor is not None:
@@ -193,13 +193,12 @@ def export_command(unit_code: str | None, statuses: tuple[str, ...], search: str
     rows = exports.count(clauses)
     try:
         exports.check_size(fmt, rows)
-    except ServiceError as exc:
+    except (ServiceError, AccessDenied) as exc:
         raise click.ClickException(exc.message) from None
     if fmt == "xlsx" and not output and sys.stdout.isatty():
         raise click.UsageError("Give --output FILE for an XLSX export (it is binary).")
     filters = {"unit": unit_code, "status": list(statuses), "search": search}
     exports.record_export(actor, fmt, chosen, filters, rows, unit_id=unit_id, source="cli")
-    db.session.commit()
     out = open(output, "wb") if output else sys.stdout.buffer
     try:
         for piece in exports.chunks(fmt, clauses, chosen):

@@ -14,9 +14,12 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = Path(os.environ.get("MUSTER_INSTANCE_DIR", BASE_DIR / "instance"))
+# Where `flask run` / `make run` serve on this machine: the public URL when none is configured.
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -36,6 +39,15 @@ def _persistent_secret_key() -> str:
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _trusted_hosts(public_url: str) -> list[str]:
+    """MUSTER_TRUSTED_HOSTS (comma-separated), else the public URL's host plus this machine."""
+    listed = [h.strip() for h in os.environ.get("MUSTER_TRUSTED_HOSTS", "").split(",") if h.strip()]
+    if listed:
+        return listed
+    hosts = [urlsplit(public_url).hostname or "", "localhost", "127.0.0.1"]
+    return list(dict.fromkeys(h for h in hosts if h))
 
 
 def _database_url() -> str:
@@ -69,8 +81,13 @@ class Config:
         ]
         self.DEFAULT_PHONE_REGION = os.environ.get("MUSTER_PHONE_REGION", "ZM")
         self.MEMBER_NUMBER_PREFIX = os.environ.get("MUSTER_MEMBER_NUMBER_PREFIX", "M")
+        # Sign-in failures count per account *and* address: after LOGIN_MAX_ATTEMPTS
+        # failures that address is locked out of that account for LOGIN_LOCK_MINUTES,
+        # doubling with each further failure up to LOGIN_LOCK_MAX_MINUTES (after which,
+        # too, a quiet address's count is forgotten).
         self.LOGIN_MAX_ATTEMPTS = int(os.environ.get("MUSTER_LOGIN_MAX_ATTEMPTS", "5"))
         self.LOGIN_LOCK_MINUTES = int(os.environ.get("MUSTER_LOGIN_LOCK_MINUTES", "15"))
+        self.LOGIN_LOCK_MAX_MINUTES = int(os.environ.get("MUSTER_LOGIN_LOCK_MAX_MINUTES", "1440"))
         self.LOGIN_RATE_LIMIT = os.environ.get("MUSTER_LOGIN_RATE_LIMIT", "20 per minute")
         self.API_TOKEN_DAYS = int(os.environ.get("MUSTER_API_TOKEN_DAYS", "30"))
         # JSON request bodies are small; uploads have their own, larger MAX_CONTENT_LENGTH.
@@ -83,7 +100,12 @@ class Config:
         self.WTF_CSRF_TIME_LIMIT = None  # tied to the session instead of a clock
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
-        self.SESSION_COOKIE_SECURE = _env_bool("MUSTER_SECURE_COOKIES", False)
+        # The site's public address: printed and mailed links (card QR codes) are built
+        # from it, never from a request's Host header, and it names the trusted host.
+        self.PUBLIC_URL = os.environ.get("MUSTER_PUBLIC_URL", "").strip().rstrip("/") or DEFAULT_PUBLIC_URL
+        # Requests for any other Host answer 400 (Flask's TRUSTED_HOSTS).
+        self.TRUSTED_HOSTS = _trusted_hosts(self.PUBLIC_URL)
+        self.SESSION_COOKIE_SECURE = _env_bool("MUSTER_SECURE_COOKIES", self.PUBLIC_URL.startswith("https://"))
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         self.PERMANENT_SESSION_LIFETIME = int(os.environ.get("MUSTER_SESSION_SECONDS", str(8 * 3600)))
@@ -94,7 +116,7 @@ class Config:
         self.JOB_STALE_SECONDS = int(os.environ.get("MUSTER_JOB_STALE_SECONDS", "120"))
         self.JOBS_RUN_INLINE = False
         self.ADMIN_PAGE_SIZE = int(os.environ.get("MUSTER_ADMIN_PAGE_SIZE", "20"))
-        # Member imports (see app/services/imports.py): the largest file accepted, the
+        # Member imports (see app/services/imports/): the largest file accepted, the
         # most columns read, rows written per transaction, how d/m/y dates are read
         # (DMY or MDY), and how long an abandoned upload is kept.
         self.IMPORT_MAX_BYTES = int(os.environ.get("MUSTER_IMPORT_MAX_BYTES", str(200 * 1024 * 1024)))
@@ -103,6 +125,11 @@ class Config:
         self.IMPORT_DATE_ORDER = os.environ.get("MUSTER_IMPORT_DATE_ORDER", "DMY").upper()
         self.IMPORT_UPLOAD_TTL_HOURS = int(os.environ.get("MUSTER_IMPORT_UPLOAD_TTL_HOURS", "48"))
         self.IMPORT_UPLOAD_DIR = os.environ.get("MUSTER_IMPORT_UPLOAD_DIR")  # default: instance/imports
+        # An Excel workbook is a zip archive: the most its parts may unpack to (app/services/zipguard.py).
+        self.IMPORT_MAX_UNPACKED_BYTES = int(os.environ.get("MUSTER_IMPORT_MAX_UNPACKED_BYTES", str(1024 ** 3)))
+        # Uploads one person may keep waiting to be imported (count, and bytes in all).
+        self.IMPORT_PENDING_MAX = int(os.environ.get("MUSTER_IMPORT_PENDING_MAX", "5"))
+        self.IMPORT_PENDING_MAX_BYTES = int(os.environ.get("MUSTER_IMPORT_PENDING_MAX_BYTES", str(1024 ** 3)))
         # Events: the organisation's time zone (event times are entered and shown in it, and
         # "once per day" check-ins count its days), how early the doors open for check-in,
         # and the largest attachment (agenda, flyer).
@@ -111,9 +138,12 @@ class Config:
         self.EVENT_ATTACHMENT_MAX_BYTES = int(
             os.environ.get("MUSTER_EVENT_ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024))
         )
-        # Membership cards (issue #4): the site's public address (QR codes link to its
-        # /verify page), card numbers, validity periods, signing keys and the card design.
-        self.PUBLIC_URL = os.environ.get("MUSTER_PUBLIC_URL", "").strip().rstrip("/") or None
+        # A Word attachment is a zip archive: the most its parts may unpack to (app/services/zipguard.py).
+        self.EVENT_ATTACHMENT_MAX_UNPACKED_BYTES = int(
+            os.environ.get("MUSTER_EVENT_ATTACHMENT_MAX_UNPACKED_BYTES", str(100 * 1024 * 1024))
+        )
+        # Membership cards (issue #4): card numbers, validity periods, signing keys and the
+        # card design (the QR codes link to PUBLIC_URL's /verify page).
         self.CARD_NUMBER_PREFIX = os.environ.get("MUSTER_CARD_NUMBER_PREFIX", "M")
         self.CARD_MONTHS = os.environ.get("MUSTER_CARD_MONTHS", "standard=12,premium=12")
         self.CARD_KEYS_DIR = os.environ.get("MUSTER_CARD_KEYS_DIR") or None  # default: instance/card_keys

@@ -11,6 +11,8 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from app.services.errors import Forbidden
+
 MESSAGES = {
     400: "The request could not be understood.",
     403: "You do not have permission to see this page.",
@@ -37,6 +39,8 @@ def init_errors(app: Flask) -> None:
     def http_error(exc: HTTPException):
         code = exc.code or 500
         message = MESSAGES.get(code, exc.description or exc.name)
+        if isinstance(exc, Forbidden):  # the service said what was refused, in words for this page
+            message = exc.description
         if code == 429:
             message = f"{MESSAGES[429]} (limit: {exc.description})"
         if _wants_json():

@@ -1,27 +1,42 @@
-"""Login, identity, permissions and scope: the one place that decides who may see what.
+"""Login, identity, permissions and scope: the one place that decides who may do what.
 
 A role is assigned to a user either globally or at a unit; at a unit it covers
-that unit's whole subtree. Every staff-facing query goes through ``scoped()``
-so that console lists, detail pages, exports, counts, charts and the API all
-apply the same rule. Objects outside a user's scope answer 404, as if they did
-not exist.
+that unit's whole subtree. Two questions are answered here and nowhere else:
+
+- *Which rows may this user reach?* ``scoped()`` narrows a SELECT for lists,
+  counts, charts, exports and the API.
+- *May this user do this to that object?* ``authorize()`` and ``load_for()``,
+  called by the services themselves (views, API handlers, CLI commands and
+  tasks only call services). Outside the actor's reach answers ``NotFound``
+  (as if it did not exist); within reach but without the action, ``Forbidden``.
+
+Self-service is not staff scope. A role made only of member permissions
+(``PORTAL_PERMISSIONS``, such as the seeded global ``member`` role) grants
+"my own records and what is open to my unit", never a subtree: a coordinator
+who is also a member sees no more in the console or the API than their
+coordinator role allows. ``actor=None`` is the system itself (migrations,
+seeding, operator commands run on the server) and may do anything.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from flask import abort, g, has_request_context
+from flask import g, has_request_context
 from flask_login import current_user
 from flask_principal import ActionNeed, Identity, RoleNeed, UserNeed, identity_loaded
-from sqlalchemy import Select, bindparam, false, or_, select
+from sqlalchemy import Select, and_, bindparam, false, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db, login_manager, principal
 from app.models import AuditEntry, Member, RoleAssignment, Unit, User
 from app.models.base import utcnow
+from app.models.cards import MembershipCard
+from app.models.events import Event, EventAttachment, EventRegistration
 from app.models.rbac import Permission, Role, role_permissions
+from app.services.errors import Forbidden, NotFound, ServiceError
+from app.services.inputs import parse_id
 
 # Permissions a member needs for self-service; holding only these gives no console access.
 PORTAL_PERMISSIONS = frozenset(
@@ -35,25 +50,38 @@ PORTAL_PERMISSIONS = frozenset(
         "profile.update_own",
     }
 )
+# Self-service permissions that only ever concern the actor's own records; a staff
+# user who is also a member keeps them (to register themselves for an event).
+# ``events.read`` is left out: for staff it is a staff permission, judged by unit.
+SELF_ONLY = PORTAL_PERMISSIONS - {"events.read"}
 
 
 @dataclass(frozen=True)
 class Grant:
-    """One permission a user holds, everywhere (unit_path None) or in a subtree."""
+    """One permission a user holds: everywhere (unit_path None) or in a subtree.
+
+    ``self_service`` grants come from roles made only of member permissions;
+    they reach the user's own records, never a unit's.
+    """
 
     permission: str
     unit_path: str | None
+    self_service: bool = False
 
 
 # Every request of a logged-in user runs this; built once.
 _GRANTS = (
-    select(RoleAssignment.expires_at, Unit.path, Role.name, Permission.resource, Permission.action)
+    select(RoleAssignment.id, RoleAssignment.expires_at, Unit.path, Role.name, Permission.resource, Permission.action)
     .join(Role, Role.id == RoleAssignment.role_id)
     .outerjoin(Unit, Unit.id == RoleAssignment.unit_id)
     .outerjoin(role_permissions, role_permissions.c.role_id == Role.id)
     .outerjoin(Permission, Permission.id == role_permissions.c.permission_id)
     .where(RoleAssignment.user_id == bindparam("user_id"))
 )
+
+
+def _name(resource: str, action: str) -> str:
+    return "*" if resource == "*" else f"{resource}.{action}"
 
 
 def grants_for(user: Any) -> list[Grant]:
@@ -66,12 +94,16 @@ def grants_for(user: Any) -> list[Grant]:
     now = utcnow()
     rows = db.session.execute(_GRANTS, {"user_id": user.id}).all()
     live = [row for row in rows if row.expires_at is None or row.expires_at > now]
+    by_assignment: dict[int, set[str]] = {}
+    for row in live:
+        if row.resource is not None:
+            by_assignment.setdefault(row.id, set()).add(_name(row.resource, row.action))
     grants = {
-        Grant("*" if row.resource == "*" else f"{row.resource}.{row.action}", row.path)
+        Grant(_name(row.resource, row.action), row.path, by_assignment[row.id] <= PORTAL_PERMISSIONS)
         for row in live
         if row.resource is not None
     }
-    result = sorted(grants, key=lambda gr: (gr.permission, gr.unit_path or ""))
+    result = sorted(grants, key=lambda gr: (gr.permission, gr.unit_path or "", gr.self_service))
     cache[user.id] = result
     if has_request_context():
         g.setdefault("_muster_roles", {})[user.id] = sorted({row.name for row in live})
@@ -104,20 +136,20 @@ def _matches(granted: str, wanted: str) -> bool:
 
 
 def has_permission(user: Any, permission: str) -> bool:
-    """True when the user holds the permission somewhere (for menus and buttons)."""
+    """True when the user holds the permission somewhere, staff or self-service (menus, buttons)."""
     return any(_matches(gr.permission, permission) for gr in grants_for(user))
 
 
 def has_console_access(user: Any) -> bool:
-    """Staff are users holding any permission beyond member self-service."""
-    return any(gr.permission not in PORTAL_PERMISSIONS for gr in grants_for(user))
+    """Staff are users holding any grant beyond member self-service."""
+    return any(not gr.self_service for gr in grants_for(user))
 
 
 def scope_paths(user: Any, permission: str) -> list[str] | None:
-    """Unit paths where the user holds the permission; None means everywhere."""
+    """Unit paths where the user holds the permission as staff; None means everywhere."""
     paths: list[str] = []
     for gr in grants_for(user):
-        if _matches(gr.permission, permission):
+        if not gr.self_service and _matches(gr.permission, permission):
             if gr.unit_path is None:
                 return None
             paths.append(gr.unit_path)
@@ -131,7 +163,7 @@ def scope_paths(user: Any, permission: str) -> list[str] | None:
 
 
 def scope_unit_ids(user: Any, permission: str) -> list[int] | None:
-    """Ids of every unit in the user's scope for a permission; None means everywhere.
+    """Ids of every unit in the user's staff scope for a permission; None means everywhere.
 
     The geography is small next to the member registry, so resolving the
     subtree to ids once per request lets the database use plain
@@ -156,6 +188,227 @@ def subtree_unit_ids(unit: Unit) -> list[int]:
     return list(db.session.scalars(select(Unit.id).where(Unit.path.startswith(unit.path))))
 
 
+def can(user: Any, permission: str, unit: Unit | int | None = None) -> bool:
+    """May ``user`` use a staff ``permission`` in ``unit`` (or everywhere, if None)?"""
+    if user is None:
+        return True
+    if unit is None:
+        return scope_paths(user, permission) is None
+    if isinstance(unit, int):
+        unit = db.session.get(Unit, unit)
+        if unit is None:
+            return False
+    paths = scope_paths(user, permission)
+    return paths is None or any(unit.path.startswith(p) for p in paths)
+
+
+# --- the rule for each kind of object ---------------------------------------------------
+
+
+def _member_of(user: Any) -> Member | None:
+    member = getattr(user, "member", None)
+    return member if member is not None and member.deleted_at is None else None
+
+
+def _event_open_to(user: Any, event: Event) -> bool:
+    """Published events of the member's own unit and the units above it."""
+    member = _member_of(user)
+    return member is not None and event.status != "draft" and event.unit_id in member.unit.ancestor_ids
+
+
+def _events_open_clause(user: Any) -> ColumnElement[bool]:
+    member = _member_of(user)
+    if member is None:
+        return false()
+    return and_(Event.unit_id.in_(member.unit.ancestor_ids), Event.status != "draft")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one kind of object is reached.
+
+    ``read`` is the staff permission that makes the object visible (None: any
+    staff permission); ``units`` the units it lives in (empty: a global
+    object, reached only by global grants); ``own`` says whether a
+    self-service permission reaches this object for this user, and
+    ``own_clause`` is the same rule as SQL, for lists.
+    """
+
+    read: str | None
+    units: Callable[[Any], list[Unit]]
+    own: Callable[[Any, Any, str], bool] | None = None
+    own_clause: Callable[[Any, str], ColumnElement[bool]] | None = None
+    own_permissions: frozenset[str] = field(default_factory=frozenset)
+
+
+def _user_units(user: User) -> list[Unit]:
+    units = [a.unit for a in user.assignments if a.unit is not None]
+    if user.member is not None:
+        units.append(user.member.unit)
+    return units
+
+
+RULES: dict[type, Rule] = {
+    Member: Rule(
+        "members.read",
+        lambda m: [m.unit],
+        own=lambda user, m, _perm: _member_of(user) is m,
+        own_clause=lambda user, _perm: Member.id == (getattr(_member_of(user), "id", None) or 0),
+        own_permissions=frozenset({"profile.read_own", "profile.update_own"}),
+    ),
+    MembershipCard: Rule(
+        "cards.read",
+        lambda c: [c.member.unit],
+        own=lambda user, c, _perm: _member_of(user) is not None and c.member_id == _member_of(user).id,
+        own_clause=lambda user, _perm: MembershipCard.member_id == (getattr(_member_of(user), "id", None) or 0),
+        own_permissions=frozenset({"cards.read_own"}),
+    ),
+    Event: Rule(
+        "events.read",
+        lambda e: [e.unit],
+        own=lambda user, e, _perm: _event_open_to(user, e),
+        own_clause=lambda user, _perm: _events_open_clause(user),
+        own_permissions=frozenset({"events.read", "events.register"}),
+    ),
+    EventAttachment: Rule(
+        "events.read",
+        lambda a: [a.event.unit],
+        own=lambda user, a, _perm: _event_open_to(user, a.event),
+        own_permissions=frozenset({"events.read"}),
+    ),
+    EventRegistration: Rule(
+        "events.read",
+        lambda r: [r.event.unit],
+        own=lambda user, r, _perm: _member_of(user) is not None and r.member_id == _member_of(user).id,
+        own_permissions=frozenset({"events.read", "events.register"}),
+    ),
+    Unit: Rule(None, lambda u: [u]),
+    User: Rule("users.read", _user_units),
+    RoleAssignment: Rule("users.read", lambda a: [a.unit] if a.unit is not None else []),
+    AuditEntry: Rule("reports.read", lambda e: [db.session.get(Unit, e.unit_id)] if e.unit_id is not None else []),
+}
+
+
+def _rule(obj: Any) -> Rule:
+    try:
+        return RULES[type(obj)]
+    except KeyError:
+        raise TypeError(f"{type(obj).__name__} has no access rule in app.security.RULES") from None
+
+
+def _staff_reaches(user: Any, permission: str | None, units: list[Unit]) -> bool:
+    """Does a staff grant for ``permission`` (None: any staff grant) cover one of ``units``?"""
+    for gr in grants_for(user):
+        if gr.self_service or (permission is not None and not _matches(gr.permission, permission)):
+            continue
+        if gr.unit_path is None or any(u.path.startswith(gr.unit_path) for u in units):
+            return True
+    return False
+
+
+def _own_reaches(user: Any, permission: str, rule: Rule, obj: Any) -> bool:
+    """Does a self-service grant of ``permission`` reach ``obj`` for this user?"""
+    if rule.own is None or permission not in rule.own_permissions:
+        return False
+    if permission not in SELF_ONLY and has_console_access(user):
+        return False  # staff read as staff: a member role never widens what they see
+    held = any(gr.self_service and _matches(gr.permission, permission) for gr in grants_for(user))
+    return held and rule.own(user, obj, permission)
+
+
+def permits(user: Any, permission: str, obj: Any) -> bool:
+    """May ``user`` use ``permission`` on ``obj``? (For buttons; services call ``authorize``.)"""
+    if user is None:
+        return True
+    rule = _rule(obj)
+    return _staff_reaches(user, permission, rule.units(obj)) or _own_reaches(user, permission, rule, obj)
+
+
+def reaches(user: Any, obj: Any) -> bool:
+    """Is ``obj`` visible to ``user`` at all (by staff read scope or self-service)?"""
+    if user is None:
+        return True
+    rule = _rule(obj)
+    if _staff_reaches(user, rule.read, rule.units(obj)):
+        return True
+    if has_console_access(user):
+        return False  # staff see as staff; their own records still pass ``permits`` (self-service)
+    return any(_own_reaches(user, perm, rule, obj) for perm in rule.own_permissions)
+
+
+def authorize(actor: Any, permission: str, obj: Any, *, message: str | None = None) -> None:
+    """Let ``actor`` use ``permission`` on ``obj``, or raise.
+
+    ``NotFound`` when the object is outside everything the actor can see (the
+    same answer as a missing object, so scope reveals nothing); ``Forbidden``
+    when they can see it but lack this permission. ``message`` explains a
+    refusal in words for the thing being done ("You may not delete members here.").
+    """
+    if permits(actor, permission, obj):
+        return
+    if reaches(actor, obj) or not _reads_any(actor, _rule(obj)):
+        raise Forbidden(message, permission=permission)
+    raise NotFound()
+
+
+def _reads_any(user: Any, rule: Rule) -> bool:
+    """Could ``user`` see any object of this kind at all? If not, a refusal reveals nothing: 403.
+
+    (A member asking the API for a member record holds members.read nowhere;
+    the console answers such users 403 at its door too, so the two agree.)
+    """
+    return has_console_access(user) if rule.read is None else has_permission(user, rule.read)
+
+
+def check_unit_choice(actor: Any, unit: Unit | None, permission: str, *, field: str = "unit_id",
+                      refusal: str = "You may not do this there.") -> None:
+    """A unit named in input (a form field, a JSON body) for ``permission``: a message on that field.
+
+    Unknown or out of reach: 422, the same words for both so nothing is
+    revealed; visible without the permission: 403. ``unit`` None means
+    "everywhere" (a global role, a top-level unit) and needs a global grant.
+    """
+    if actor is None or can(actor, permission, unit):
+        return
+    if unit is not None and not reaches(actor, unit):
+        raise ServiceError("That unit does not exist or is outside your area.", field=field, status=422)
+    raise ServiceError(refusal, field=field, status=403)
+
+
+def unit_choice(actor: Any, unit_id: Any, permission: str, *, field: str = "unit_id",
+                refusal: str = "You may not do this there.") -> Unit:
+    """Load the unit an input names by id and ``check_unit_choice`` it."""
+    pk = parse_id(unit_id.id if isinstance(unit_id, Unit) else unit_id)
+    unit = db.session.get(Unit, pk) if pk is not None else None
+    if unit is None:
+        raise ServiceError("That unit does not exist or is outside your area.", field=field, status=422)
+    check_unit_choice(actor, unit, permission, field=field, refusal=refusal)
+    return unit
+
+
+def authorize_everywhere(actor: Any, permission: str, *, message: str | None = None) -> None:
+    """For things that belong to no unit (roles): the permission must be held globally, else ``Forbidden``."""
+    if not can(actor, permission):
+        raise Forbidden(message, permission=permission)
+
+
+def load_for(actor: Any, model: type, object_id: Any, permission: str, *, deleted: bool = False,
+             message: str | None = None) -> Any:
+    """Load one object the actor may use ``permission`` on; see ``authorize`` for the answers.
+
+    Soft-deleted members count as missing unless ``deleted`` is asked for (restore).
+    """
+    pk = parse_id(object_id)
+    obj = db.session.get(model, pk) if pk is not None else None
+    if obj is None or (model is Member and obj.deleted_at is not None and not deleted):
+        raise NotFound()
+    authorize(actor, permission, obj, message=message)
+    return obj
+
+
+# --- lists ------------------------------------------------------------------------------
+
+
 def _scope_clause(model: type, unit_ids: list[int]) -> ColumnElement[bool]:
     if model is Unit:
         return Unit.id.in_(unit_ids)
@@ -175,17 +428,26 @@ def _scope_clause(model: type, unit_ids: list[int]) -> ColumnElement[bool]:
 
 
 def scope_filter(user: Any, permission: str, model: type) -> ColumnElement[bool] | None:
-    """The WHERE clause confining ``model`` rows to the user's scope; None when unrestricted.
+    """The WHERE clause confining ``model`` rows to what ``user`` may reach; None when unrestricted.
 
-    Users without the permission get a clause that matches nothing, never an
-    error, so lists are empty and counts read zero.
+    Staff grants confine by unit. A user with no staff grant for the
+    permission but a self-service one gets the model's own rule (a member's
+    events: those open to their unit). Users with neither get a clause that
+    matches nothing, never an error, so lists are empty and counts read zero.
     """
+    if user is None:
+        return None
     unit_ids = scope_unit_ids(user, permission)
     if unit_ids is None:
         return None
-    if not unit_ids:
-        return false()
-    return _scope_clause(model, unit_ids)
+    if unit_ids:
+        return _scope_clause(model, unit_ids)
+    rule = RULES.get(model)
+    if rule is not None and rule.own_clause is not None and permission in rule.own_permissions:
+        if permission in SELF_ONLY or not has_console_access(user):
+            if any(gr.self_service and _matches(gr.permission, permission) for gr in grants_for(user)):
+                return rule.own_clause(user, permission)
+    return false()
 
 
 def scoped(stmt: Select, user: Any, permission: str, model: type | None = None) -> Select:
@@ -199,36 +461,17 @@ def scoped(stmt: Select, user: Any, permission: str, model: type | None = None) 
     return stmt if clause is None else stmt.where(clause)
 
 
-def can(user: Any, permission: str, unit: Unit | int | None = None) -> bool:
-    """May ``user`` use ``permission`` on something in ``unit`` (or anywhere, if None)?"""
-    if unit is None:
-        return scope_paths(user, permission) is None
-    if isinstance(unit, int):
-        unit = db.session.get(Unit, unit)
-        if unit is None:
-            return False
-    paths = scope_paths(user, permission)
-    return paths is None or any(unit.path.startswith(p) for p in paths)
-
-
-def get_scoped_or_404(model: type, object_id: Any, user: Any, permission: str) -> Any:
-    """Load one object through the scope filter; out of scope looks like missing."""
-    pk = getattr(model, "id")
-    stmt = scoped(select(model).where(pk == object_id), user, permission, model)
-    if model is Member:
-        stmt = stmt.where(Member.deleted_at.is_(None))
-    obj = db.session.scalar(stmt)
-    if obj is None:
-        abort(404)
-    return obj
-
-
 # --- Flask-Login and Flask-Principal wiring ------------------------------------------
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    user = db.session.get(User, int(user_id))
+def load_user(session_token: str) -> User | None:
+    """The user a session cookie names: by ``User.session_token`` (``get_id``), never by id.
+
+    Logout, a password change and deactivation replace the token, so a cookie
+    issued before them (or copied) finds nobody and the request is signed out.
+    """
+    user = db.session.scalar(select(User).where(User.session_token == session_token))
     return user if user is not None and user.active else None
 
 

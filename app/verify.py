@@ -2,7 +2,8 @@
 
 ``/verify/<token>`` needs no login. It shows what a doorkeeper needs and
 nothing more: the card's status, number and expiry, the holder's first name
-and last initial, and their photo (inline, so there is no public photo URL).
+and last initial, and their photo (inline, so there is no public photo URL);
+no name and no photo for a revoked card or a deleted member's card.
 It is rate limited per IP (``CARD_VERIFY_RATE_LIMIT``), never cached, and
 asks search engines not to index it.
 """
@@ -16,7 +17,7 @@ from sqlalchemy import select
 
 from app.extensions import db, limiter
 from app.models import MemberPhoto
-from app.services.cards import verify_token
+from app.services.cards import scanned_token, verify_token
 
 bp = Blueprint("verify", __name__)
 
@@ -28,6 +29,10 @@ STATUS_STYLE = {
     "unknown": ("secondary", "Not recognised"),
     "invalid": ("secondary", "Not a valid card"),
 }
+
+# A revoked card (a deleted member's card verifies as revoked) names nobody: whoever holds
+# it is not a member, and the page must not tell a stranger whose card it was.
+SHOWS_HOLDER = ("valid", "expired", "suspended")
 
 
 def verify_rate_limit() -> str:
@@ -43,23 +48,18 @@ def holder_label(member) -> str:
 @bp.route("/verify/<path:token>")
 @limiter.limit(verify_rate_limit)
 def page(token: str):
-    result = verify_token(token)
-    photo = None
-    if result.member is not None:
+    result = verify_token(scanned_token(token))
+    holder = photo = None
+    member = result.member if result.status in SHOWS_HOLDER else None
+    if member is not None and member.deleted_at is None:
+        holder = holder_label(member)
         row = db.session.execute(
-            select(MemberPhoto.content, MemberPhoto.content_type).where(MemberPhoto.member_id == result.member.id)
+            select(MemberPhoto.content, MemberPhoto.content_type).where(MemberPhoto.member_id == member.id)
         ).first()
         if row is not None and row.content:
             photo = f"data:{row.content_type or 'image/jpeg'};base64,{base64.b64encode(row.content).decode()}"
     colour, label = STATUS_STYLE[result.status]
-    html = render_template(
-        "cards/verify.html",
-        result=result,
-        colour=colour,
-        label=label,
-        holder=holder_label(result.member) if result.member is not None else None,
-        photo=photo,
-    )
+    html = render_template("cards/verify.html", result=result, colour=colour, label=label, holder=holder, photo=photo)
     db.session.rollback()  # read-only: nothing to keep
     response = make_response(html)
     response.headers["Cache-Control"] = "no-store"

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "import_export": "bench.imports",
     "cards": "bench.cards",
     "checkin": "bench.checkin",
+    "concurrency": "bench.concurrency",
 }
 
 

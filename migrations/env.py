@@ -102,6 +102,13 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations rebuild a table (copy, drop, rename). With foreign keys
+            # enforced, dropping a table other rows point at fails, so they are off
+            # while migrating (the pragma only works outside a transaction) and the
+            # whole database is checked before they are switched back on.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -110,6 +117,14 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            if connection.in_transaction():
+                connection.commit()
+            raw = connection.connection.driver_connection
+            raw.execute("PRAGMA foreign_keys=ON")  # this connection goes back to the pool: enforce again
+            broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"The migration left rows with broken foreign keys: {broken[:5]}")
 
 
 if context.is_offline_mode():

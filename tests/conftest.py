@@ -122,17 +122,22 @@ def committing_app(app):
     limiter.reset()
     with app.app_context():
         yield app
-        db.session.remove()
-        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
-        with db.engine.begin() as conn:
-            if db.engine.dialect.name == "postgresql":
-                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-            else:
-                conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")  # members and users refer to each other
-                for name in tables:
-                    conn.execute(text(f"DELETE FROM {name}"))
-        rbac.ensure_catalogue()
-        db.session.commit()
+        wipe_tables()
+
+
+def wipe_tables() -> None:
+    """Delete every committed row and restore the permission catalogue (as after reset_schema)."""
+    db.session.remove()
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if db.engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")  # members and users refer to each other
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+    rbac.ensure_catalogue()
+    db.session.commit()
 
 
 @pytest.fixture()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 
-from flask import abort
 from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_admin.model import filters as base_filters
 from flask_login import current_user
@@ -160,15 +159,6 @@ class AuditLogView(ScopedModelView):
         sqla_filters.FilterEqual(AuditEntry.object_type, "Object type", options=_object_types),
         sqla_filters.FilterEqual(AuditEntry.object_id, "Object id"),
     ]
-
-    def get_one(self, id):
-        # Ids arrive as strings from the query string; PostgreSQL will not compare
-        # an integer column with a VARCHAR parameter, so convert (junk is a 404).
-        try:
-            id = int(id)
-        except (TypeError, ValueError):
-            abort(404)
-        return super().get_one(id)
 
     def is_global(self) -> bool:
         """Does the current user read the whole log (entries without a unit included)?"""

@@ -12,10 +12,12 @@ from flask import abort, flash, has_request_context, redirect, request, url_for
 from flask_admin import BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_login import current_user
+from wtforms import IntegerField
 
 from app.extensions import db
 from app.security import has_console_access, has_permission, scope_filter
-from app.services.errors import ServiceError
+from app.services.errors import ServiceError, ValidationErrors
+from app.services.inputs import parse_id, parse_int, parse_page
 
 
 def staff_can(permission: str | None) -> bool:
@@ -25,6 +27,35 @@ def staff_can(permission: str | None) -> bool:
     if not has_console_access(current_user):
         return False
     return permission is None or has_permission(current_user, permission)
+
+
+def page_arg(first: int = 0) -> int:
+    """``?page=`` counted from ``first``: ``first`` when absent or empty, 400 when it is no page number.
+
+    Negative, fractional or enormous values would otherwise reach the
+    database as an OFFSET it refuses (or an integer the driver cannot bind).
+    """
+    raw = request.args.get("page", "")
+    if not raw.strip():
+        return first
+    page = parse_page(raw, first)
+    if page is None:
+        abort(400)
+    return page
+
+
+class WholeNumberField(IntegerField):
+    """An integer form field read with ``parse_int``, for every whole number a console form asks for.
+
+    WTForms' own ``int()`` takes Arabic-Indic digits, "1_0" and 400-digit numbers, and its
+    NumberRange then fails on them with an OverflowError (a 500) instead of a message.
+    """
+
+    def process_formdata(self, valuelist):
+        if valuelist:
+            self.data = parse_int(valuelist[0])
+            if self.data is None:
+                raise ValueError("Enter a whole number, such as 25.")
 
 
 class AccessMixin:
@@ -57,6 +88,8 @@ class ScopedModelView(AccessMixin, ModelView):
     scope_model: type | None = None
     can_view_details = True
     page_size = 20
+    # A view's own list template extends this one too: it says when a page is past the last.
+    list_template = "admin/muster_list.html"
 
     @property
     def permission(self) -> str:  # type: ignore[override]
@@ -91,20 +124,41 @@ class ScopedModelView(AccessMixin, ModelView):
         return query if clause is None else query.filter(clause)
 
     def get_one(self, id):
-        try:
-            id = int(id)
-        except (TypeError, ValueError):
-            abort(404)
-        obj = self.get_query().filter(self.model.id == id).one_or_none()
+        pk = parse_id(id)
+        obj = self.get_query().filter(self.model.id == pk).one_or_none() if pk is not None else None
         if obj is None:
             abort(404)
         return obj
 
-    def handle_service_error(self, exc: ServiceError, form=None) -> None:
-        """Show a broken rule next to its field when the form has it, else as a flash."""
+    def _get_list_extra_args(self):
+        """Flask-Admin's list arguments, with the page number parsed by ``page_arg`` (its own takes any int)."""
+        args = super()._get_list_extra_args()
+        args.page = page_arg()
+        return args
+
+    def handle_service_error(self, exc: ServiceError, form=None, rename: dict[str, str] | None = None) -> None:
+        """Show each broken rule under its field when the form has it, the others as flashes."""
         db.session.rollback()
-        field = getattr(form, exc.field, None) if form is not None and exc.field else None
-        if field is not None:
-            field.errors = list(field.errors or []) + [exc.message]
-        else:
-            flash(exc.message, "error")
+        for message in show_service_error(form, exc, rename):
+            flash(message, "error")
+
+
+def show_service_error(form, exc: ServiceError, rename: dict[str, str] | None = None) -> list[str]:
+    """Put each of a service error's messages under its form field; return those the form has no field for.
+
+    A ``ValidationErrors`` carries a message per field, so one submit shows
+    them all. ``rename`` maps service field names to form ones (``unit_id`` ->
+    ``unit``). A field already marked (by the form's own checks) keeps its
+    first message only, so nothing is said twice.
+    """
+    errors = exc.errors if isinstance(exc, ValidationErrors) else {exc.field: exc.message}
+    unplaced = []
+    for name, message in errors.items():
+        name = (rename or {}).get(name, name) if name else None
+        field = form[name] if form is not None and name and name in form else None
+        if field is None:
+            unplaced.append(message)
+        elif not field.errors:
+            field.errors = [message]
+    return unplaced
+

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, abort, current_app, flash, redirect, request, url_for
+from flask import Response, abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_login import current_user
@@ -37,11 +37,12 @@ from app.admin.base import ScopedModelView, staff_can
 from app.admin.members import ConsoleForm, RequestOptionsMixin, UnitField, UnitSubtreeFilter
 from app.extensions import db
 from app.models import CARD_STATUSES, CARD_TYPES, CardTransaction, Member, MembershipCard
-from app.security import can, get_scoped_or_404, scoped
+from app.security import load_for, permits, scoped
 from app.services import card_batches, card_pdf
 from app.services import cards as card_service
-from app.services import members as member_service
+from app.services import member_search
 from app.services.errors import ServiceError
+from app.services.inputs import parse_id
 
 STATUS_BADGES = {"active": "success", "expired": "warning", "suspended": "danger", "revoked": "dark"}
 TYPE_LABELS = {"standard": "Standard", "premium": "Premium", "lifetime": "Lifetime"}
@@ -53,6 +54,8 @@ OPERATIONS: dict[str, tuple[str, str, bool, Any]] = {
     "revoke": ("Revoke", "cards.update", True, card_service.revoke_card),
     "reissue": ("Reissue (lost or damaged)", "cards.create", True, card_service.reissue_card),
 }
+# Operations that cannot be undone ask on a page of their own first; only that page's form carries them out.
+CONFIRM_FIRST = ("revoke",)
 # Which operations make sense from each (effective) status.
 OFFERED = {
     "active": ("renew", "suspend", "revoke", "reissue"),
@@ -69,10 +72,6 @@ def _actor():
 def status_badge(status: str) -> Markup:
     return Markup('<span class="badge badge-{}">{}</span>').format(STATUS_BADGES.get(status, "secondary"),
                                                                   status.capitalize())
-
-
-def _base_url() -> str:
-    return current_app.config.get("PUBLIC_URL") or request.url_root
 
 
 # --- forms -----------------------------------------------------------------------------
@@ -159,6 +158,7 @@ class CardView(ScopedModelView):
 
     list_template = "admin/cards/list.html"
     details_template = "admin/cards/details.html"
+    confirm_first = CONFIRM_FIRST  # for the card page: these operations link to their confirmation page
 
     column_list = ["card_number", "member", "member_id", "card_type", "status", "issued_on", "expires_on"]
     column_labels = {"card_number": "Card no.", "member": "Member", "member_id": "Unit", "card_type": "Type",
@@ -209,7 +209,7 @@ class CardView(ScopedModelView):
                 flash(exc.message, "error")
                 return false()
         try:
-            member_clause = member_service.search_clause(text)
+            member_clause = member_search.search_clause(text)
         except ValueError:
             return false()
         if member_clause is None:
@@ -226,11 +226,8 @@ class CardView(ScopedModelView):
         return groups
 
     def card_or_404(self, card_id: Any, permission: str = "cards.read") -> MembershipCard:
-        try:
-            card_id = int(card_id)
-        except (TypeError, ValueError):
-            abort(404)
-        return get_scoped_or_404(MembershipCard, card_id, current_user, permission)
+        """A card the user may use ``permission`` on: 404 out of reach, 403 without the right."""
+        return load_for(current_user, MembershipCard, card_id, permission)
 
     # -- detail and actions ---------------------------------------------------------------
 
@@ -240,7 +237,7 @@ class CardView(ScopedModelView):
             select(CardTransaction).where(CardTransaction.card_id == card.id)
             .options(selectinload(CardTransaction.actor)).order_by(CardTransaction.id.desc())
         ).all()
-        offered = [op for op in OFFERED.get(status, ()) if can(current_user, OPERATIONS[op][1], card.member.unit)]
+        offered = [op for op in OFFERED.get(status, ()) if permits(current_user, OPERATIONS[op][1], card)]
         forms = forms or {}
         return self.render(
             self.details_template,
@@ -250,7 +247,7 @@ class CardView(ScopedModelView):
             history=history,
             operations=[(op, OPERATIONS[op], forms.get(op) or ReasonForm(formdata=None, prefix=op))
                         for op in offered],
-            qr_svg=Markup(card_pdf.qr_svg(card, _base_url()).decode("utf-8")),
+            qr_svg=Markup(card_pdf.qr_svg(card).decode("utf-8")),
             replaced_by=db.session.scalar(select(MembershipCard).where(MembershipCard.replaces_id == card.id)),
             type_labels=TYPE_LABELS,
             status_badge=status_badge,
@@ -261,16 +258,17 @@ class CardView(ScopedModelView):
     def details_view(self):
         return self._render_details(self.card_or_404(request.args.get("id")))
 
-    @expose("/<int:card_id>/do/<op>", methods=("POST",))
+    @expose("/<pk:card_id>/do/<op>", methods=("POST",))
     def transition_view(self, card_id: int, op: str):
         """Renew, suspend, reactivate, revoke or reissue a card, with a reason."""
         card = self.card_or_404(card_id)
         if op not in OPERATIONS:
             abort(404)
         label, permission, reason_required, service = OPERATIONS[op]
-        if not can(current_user, permission, card.member.unit):
-            abort(403)
+        card = self.card_or_404(card_id, permission)
         form = ReasonForm(prefix=op)
+        if op in CONFIRM_FIRST and request.form.get(f"{op}-confirmed") != "yes":
+            return self._render_confirm(card, op, form)  # not confirmed yet: ask, keeping any reason typed
         if form.validate() and reason_required and not (form.reason.data or "").strip():
             form.reason.errors = [f"Give a reason to {op} the card."]
         if not form.errors:
@@ -286,23 +284,39 @@ class CardView(ScopedModelView):
                     return redirect(self.get_url(".details_view", id=result.id))
                 flash(f"{label}: done. Card {card.card_number} is now {result.effective_status()}.", "success")
                 return redirect(self.get_url(".details_view", id=card.id))
+        if op in CONFIRM_FIRST:
+            return self._render_confirm(self.card_or_404(card_id, permission), op, form), 422
         flash("Nothing was changed: " + "; ".join(form.reason.errors), "error")
         return self._render_details(self.card_or_404(card_id), {op: form})
 
-    @expose("/<int:card_id>/pdf")
+    def _render_confirm(self, card: MembershipCard, op: str, form: ReasonForm):
+        return self.render("admin/cards/confirm.html", model=card, member=card.member, op=op,
+                           label=OPERATIONS[op][0], form=form, status_badge=status_badge,
+                           status=card.effective_status())
+
+    @expose("/<pk:card_id>/confirm/<op>")
+    def confirm_view(self, card_id: int, op: str):
+        """The page that asks before an operation that cannot be undone (revoking), with its reason."""
+        if op not in CONFIRM_FIRST:
+            abort(404)
+        card = self.card_or_404(card_id, OPERATIONS[op][1])
+        if op not in OFFERED.get(card.effective_status(), ()):
+            flash(f"Card {card.card_number} is {card.effective_status()}: it cannot be {op}d now.", "info")
+            return redirect(self.get_url(".details_view", id=card.id))
+        return self._render_confirm(card, op, ReasonForm(formdata=None, prefix=op))
+
+    @expose("/<pk:card_id>/pdf")
     def pdf_view(self, card_id: int):
         card = self.card_or_404(card_id)
-        response = Response(card_pdf.render_card_pdf(card, _base_url()), mimetype="application/pdf")
+        response = Response(card_pdf.render_card_pdf(card), mimetype="application/pdf")
         response.headers["Content-Disposition"] = f'attachment; filename="card-{card.card_number}.pdf"'
         response.headers["Cache-Control"] = "private, no-store"
         return response
 
-    @expose("/issue/<int:member_id>", methods=("POST",))
+    @expose("/issue/<pk:member_id>", methods=("POST",))
     def issue_view(self, member_id: int):
         """Issue a card from the member's page."""
-        member = get_scoped_or_404(Member, member_id, current_user, "cards.read")
-        if not can(current_user, "cards.create", member.unit):
-            abort(403)
+        member = load_for(current_user, Member, member_id, "cards.create")
         form = IssueForm()
         back = url_for("member.details_view", id=member.id)
         if not form.validate():
@@ -336,7 +350,7 @@ class CardView(ScopedModelView):
                 job = card_batches.start_batch(
                     _actor(), mode=form.mode.data, card_type=form.card_type.data,
                     member_ids=[m.id for m in picked] if ids else None,
-                    unit=None if ids else form.unit.data, base_url=_base_url(),
+                    unit=None if ids else form.unit.data,
                 )
             except ServiceError as exc:
                 db.session.rollback()
@@ -353,7 +367,9 @@ class CardView(ScopedModelView):
 
 
 def _parse_ids(raw: str) -> list[int]:
-    return sorted({int(part) for part in str(raw or "").split(",") if part.strip().isdigit()})[:100_000]
+    """Comma-separated member ids; parts that cannot be an id are dropped (the rest are scoped later)."""
+    ids = {parse_id(part) for part in str(raw or "").split(",")}
+    return sorted(ids - {None})[:100_000]
 
 
 def _picked_members(ids: list[int]) -> list[Member]:
@@ -381,7 +397,7 @@ def batch_for_members(ids) -> Any:
 
 def member_card_panel(member: Member) -> dict[str, Any]:
     """What the member's page shows about their card, and whether the user may issue one."""
-    if not can(current_user, "cards.read", member.unit):
+    if not permits(current_user, "cards.read", member):
         return {"visible": False}
     card = card_service.current_card(member)
     return {
@@ -389,7 +405,7 @@ def member_card_panel(member: Member) -> dict[str, Any]:
         "card": card,
         "status": card.effective_status() if card else None,
         "badge": status_badge(card.effective_status()) if card else None,
-        "can_issue": can(current_user, "cards.create", member.unit)
+        "can_issue": permits(current_user, "cards.create", member)
         and member.status == "active" and not (card is not None and card.is_current
                                                and card.effective_status() != "expired"),
         "form": IssueForm(formdata=None),

@@ -34,11 +34,11 @@ from flask_wtf.file import FileField
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from wtforms import (
-    BooleanField, DateTimeLocalField, IntegerField, SelectChoice, SelectField, StringField, TextAreaField,
+    BooleanField, DateTimeLocalField, SelectChoice, SelectField, StringField, TextAreaField,
 )
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
-from app.admin.base import SecureView, staff_can
+from app.admin.base import SecureView, WholeNumberField, page_arg, show_service_error, staff_can
 from app.admin.geo import unit_choices
 from app.extensions import db
 from app.models import (
@@ -47,9 +47,10 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.events import ATTACHMENT_KINDS
-from app.security import scope_filter
+from app.security import load_for, permits
 from app.services import event_exports
 from app.services import events as event_service
+from app.services.checkin_input import parse_checkin
 from app.services.errors import ServiceError
 
 PAGE_SIZE = 25
@@ -84,7 +85,7 @@ class EventForm(FlaskForm):
     venue = StringField("Venue", validators=[Optional(), Length(max=200)],
                         description="Building or place, e.g. Community hall")
     description = TextAreaField("Description", validators=[Optional(), Length(max=10000)])
-    capacity = IntegerField("Capacity", validators=[Optional(), NumberRange(min=1, max=event_service.MAX_CAPACITY)],
+    capacity = WholeNumberField("Capacity", validators=[Optional(), NumberRange(min=1, max=event_service.MAX_CAPACITY)],
                             description="Leave empty for no limit; when full, registrations go on a waiting list.")
     registration_required = BooleanField("Registration required", default=True,
                                          description="Unticked: an open event, any member of the area is let in.")
@@ -147,26 +148,12 @@ class EventsView(SecureView):
     # -- access ------------------------------------------------------------------------
 
     def _event(self, event_id: int, permission: str = "events.read") -> Event:
-        """A visible event (404 otherwise) that the user may act on with ``permission`` (403 otherwise)."""
-        event = event_service.load_event(event_id)
-        if event is None or not event_service.can_see(current_user, event):
-            abort(404)
-        if permission != "events.read" and not event_service.can_manage(current_user, event, permission):
-            abort(403)
-        return event
+        """The event, if the user may use ``permission`` on it (the service answers 404 or 403)."""
+        return event_service.load_event(current_user, event_id, permission)
 
     def _member_for(self, event: Event, member_id: Any) -> Member:
-        """A live member of the event's area, within the user's members.read scope; 404 otherwise."""
-        try:
-            member_id = int(member_id)
-        except (TypeError, ValueError):
-            abort(404)
-        stmt = select(Member).where(Member.id == member_id, Member.deleted_at.is_(None))
-        clause = scope_filter(current_user, "members.read", Member)
-        member = db.session.scalar(stmt if clause is None else stmt.where(clause))
-        if member is None:
-            abort(404)
-        return member
+        """A live member within the user's members.read scope (404 otherwise)."""
+        return load_for(current_user, Member, member_id, "members.read")
 
     def _back(self, event: Event, **args):
         return redirect(url_for(".details", event_id=event.id, **args))
@@ -186,7 +173,7 @@ class EventsView(SecureView):
         when = request.args.get("when", "upcoming")
         status = request.args.get("status", "")
         q = request.args.get("q", "").strip()[:200]
-        page = max(request.args.get("page", 0, type=int), 0)
+        page = page_arg()
         now = utcnow()
         stmt = event_service.visible_events(current_user)
         if when == "upcoming":
@@ -262,11 +249,14 @@ class EventsView(SecureView):
 
     def _save_failed(self, form: EventForm, exc: ServiceError) -> None:
         db.session.rollback()
-        field = getattr(form, {"unit_id": "unit"}.get(exc.field, exc.field or ""), None)
-        if field is not None and hasattr(field, "errors"):
-            field.errors = list(field.errors or []) + [exc.message]
-        else:
-            form.form_errors.append(exc.message)
+        form.form_errors.extend(show_service_error(form, exc, {"unit_id": "unit"}))
+
+    def _check_rest(self, form: EventForm, event: Event | None = None) -> None:
+        """The form's own checks failed: still mark what the service would refuse, so one submit shows all."""
+        try:
+            event_service.clean_event(self._form_values(form), partial=event is not None, current=event)
+        except ServiceError as exc:
+            self._save_failed(form, exc)
 
     @expose("/new", methods=("GET", "POST"))
     def create(self):
@@ -290,9 +280,11 @@ class EventsView(SecureView):
             else:
                 flash(f"Event “{event.title}” created.", "success")
                 return redirect(url_for(".details", event_id=event.id))
+        else:
+            self._check_rest(form)
         return self.render("admin/events/form.html", form=form, event=None)
 
-    @expose("/<int:event_id>/edit", methods=("GET", "POST"))
+    @expose("/<pk:event_id>/edit", methods=("GET", "POST"))
     def edit(self, event_id: int):
         event = self._event(event_id, "events.update")
         if request.method == "POST":
@@ -316,9 +308,11 @@ class EventsView(SecureView):
             else:
                 flash("Saved.", "success")
                 return redirect(url_for(".details", event_id=event.id))
+        elif request.method == "POST":
+            self._check_rest(form, event)
         return self.render("admin/events/form.html", form=form, event=event)
 
-    @expose("/<int:event_id>/delete", methods=("POST",))
+    @expose("/<pk:event_id>/delete", methods=("POST",))
     def delete(self, event_id: int):
         event = self._event(event_id, "events.delete")
         if not ConfirmForm().validate_on_submit():
@@ -333,7 +327,7 @@ class EventsView(SecureView):
         flash(f"Event “{title}” deleted.", "success")
         return redirect(url_for(".index"))
 
-    @expose("/<int:event_id>/status", methods=("POST",))
+    @expose("/<pk:event_id>/status", methods=("POST",))
     def set_status(self, event_id: int):
         event = self._event(event_id, "events.update")
         if not ConfirmForm().validate_on_submit():
@@ -349,13 +343,13 @@ class EventsView(SecureView):
 
     # -- the event page ------------------------------------------------------------------
 
-    @expose("/<int:event_id>/")
+    @expose("/<pk:event_id>/")
     def details(self, event_id: int):
         event = self._event(event_id)
         status = request.args.get("status", "")
         if status not in REGISTRATION_STATUSES:
             status = ""
-        page = max(request.args.get("page", 0, type=int), 0)
+        page = page_arg()
         stmt = event_service.attendee_query(event, current_user, status or None)
         shown_total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
         registrations = list(db.session.scalars(
@@ -364,24 +358,24 @@ class EventsView(SecureView):
             .order_by(Member.surname_key, Member.first_name, Member.id)
             .limit(REGISTRATION_PAGE_SIZE).offset(page * REGISTRATION_PAGE_SIZE)
         ))
-        may_update = event_service.can_manage(current_user, event)
+        may_update = permits(current_user, "events.update", event)
         return self.render(
             "admin/events/details.html", event=event, state=event.current_status, figures=event_service.counts(event),
             registrations=registrations, shown_total=shown_total, page=page, page_size=REGISTRATION_PAGE_SIZE,
             status=status, statuses=REGISTRATION_STATUSES, status_badges=STATUS_BADGES,
             registration_badges=REGISTRATION_BADGES, rule_labels=RULE_LABELS,
-            can_update=may_update, can_delete=event_service.can_manage(current_user, event, "events.delete"),
+            can_update=may_update, can_delete=permits(current_user, "events.delete", event),
             can_read_members=staff_can("members.read"), attachment_form=AttachmentForm(formdata=None),
             attachments=event.attachments, type_colours=TYPE_COLOURS,
         )
 
-    @expose("/<int:event_id>/counts")
+    @expose("/<pk:event_id>/counts")
     def counts(self, event_id: int):
         event = self._event(event_id)
         return self.render("admin/events/_counts.html", event=event, figures=event_service.counts(event),
                            state=event.current_status, compact=request.args.get("compact") == "1")
 
-    @expose("/<int:event_id>/search")
+    @expose("/<pk:event_id>/search")
     def search(self, event_id: int):
         """Members of the event's area matching the search (within the user's scope), to register."""
         event = self._event(event_id, "events.update")
@@ -390,7 +384,7 @@ class EventsView(SecureView):
         return self.render("admin/events/_search.html", event=event, found=found, q=q,
                            registration_badges=REGISTRATION_BADGES)
 
-    @expose("/<int:event_id>/register", methods=("POST",))
+    @expose("/<pk:event_id>/register", methods=("POST",))
     def register(self, event_id: int):
         event = self._event(event_id, "events.update")
         if not ConfirmForm().validate_on_submit():
@@ -410,7 +404,7 @@ class EventsView(SecureView):
                 flash(f"{member.full_name} is registered.", "success")
         return self._back(event)
 
-    @expose("/<int:event_id>/members/<int:member_id>/attendance", methods=("POST",))
+    @expose("/<pk:event_id>/members/<pk:member_id>/attendance", methods=("POST",))
     def attendance(self, event_id: int, member_id: int):
         event = self._event(event_id, "events.update")
         if not ConfirmForm().validate_on_submit():
@@ -426,7 +420,7 @@ class EventsView(SecureView):
             flash(f"{member.full_name}: {reg.status.replace('_', ' ')}.", "success")
         return self._back(event, status=request.form.get("back_status") or None)
 
-    @expose("/<int:event_id>/members/<int:member_id>/cancel", methods=("POST",))
+    @expose("/<pk:event_id>/members/<pk:member_id>/cancel", methods=("POST",))
     def cancel(self, event_id: int, member_id: int):
         event = self._event(event_id, "events.update")
         if not ConfirmForm().validate_on_submit():
@@ -446,7 +440,7 @@ class EventsView(SecureView):
                   + (f" Moved up from the waiting list: {moved}." if moved else ""), "success")
         return self._back(event, status=request.form.get("back_status") or None)
 
-    @expose("/<int:event_id>/no-shows", methods=("POST",))
+    @expose("/<pk:event_id>/no-shows", methods=("POST",))
     def no_shows(self, event_id: int):
         event = self._event(event_id, "events.update")
         if not ConfirmForm().validate_on_submit():
@@ -460,7 +454,7 @@ class EventsView(SecureView):
             flash(f"{count} registered member(s) who did not come marked as no-show.", "success")
         return self._back(event)
 
-    @expose("/<int:event_id>/export/<fmt>")
+    @expose("/<pk:event_id>/export/<fmt>")
     def export(self, event_id: int, fmt: str):
         event = self._event(event_id)
         stem = "".join(c if c.isalnum() else "-" for c in event.title.lower()).strip("-")[:50] or "event"
@@ -480,7 +474,7 @@ class EventsView(SecureView):
 
     # -- attachments ---------------------------------------------------------------------
 
-    @expose("/<int:event_id>/attachments", methods=("POST",))
+    @expose("/<pk:event_id>/attachments", methods=("POST",))
     def upload(self, event_id: int):
         event = self._event(event_id, "events.update")
         form = AttachmentForm()
@@ -508,7 +502,7 @@ class EventsView(SecureView):
             abort(404)
         return row
 
-    @expose("/<int:event_id>/attachments/<int:attachment_id>")
+    @expose("/<pk:event_id>/attachments/<pk:attachment_id>")
     def attachment(self, event_id: int, attachment_id: int):
         row = self._attachment(self._event(event_id), attachment_id)
         response = Response(row.content, mimetype=row.content_type)
@@ -517,7 +511,7 @@ class EventsView(SecureView):
         response.headers["Cache-Control"] = "private, max-age=300"
         return response
 
-    @expose("/<int:event_id>/attachments/<int:attachment_id>/delete", methods=("POST",))
+    @expose("/<pk:event_id>/attachments/<pk:attachment_id>/delete", methods=("POST",))
     def delete_attachment(self, event_id: int, attachment_id: int):
         event = self._event(event_id, "events.update")
         if not ConfirmForm().validate_on_submit():
@@ -530,36 +524,27 @@ class EventsView(SecureView):
 
     # -- check-in at the door ------------------------------------------------------------
 
-    @expose("/<int:event_id>/checkin", methods=("GET",))
+    @expose("/<pk:event_id>/checkin", methods=("GET",))
     def checkin_page(self, event_id: int):
         event = self._event(event_id, "events.update")
         closed = event_service.checkin_window(event, utcnow())
         return self.render("admin/events/checkin.html", event=event, closed=closed,
                            figures=event_service.counts(event), state=event.current_status)
 
-    @expose("/<int:event_id>/checkin", methods=("POST",))
+    @expose("/<pk:event_id>/checkin", methods=("POST",))
     def checkin(self, event_id: int):
         """The console twin of POST /api/v1/events/<id>/checkin: session + CSRF, same service, same answer."""
         event = self._event(event_id, "events.update")
-        data = request.get_json(silent=True) if request.is_json else request.form.to_dict()
-        if not isinstance(data, dict):
-            return jsonify(error="Send a JSON object.", details=None), 400
-        token, member_id = data.get("token"), data.get("member_id")
-        if isinstance(member_id, str):
-            member_id = int(member_id) if member_id.isdigit() and len(member_id) < 10 else -1
-        if token is not None and not isinstance(token, str):
-            return jsonify(error="'token' must be a string.", details={"field": "token"}), 400
-        if member_id is not None and (not isinstance(member_id, int) or isinstance(member_id, bool)):
-            return jsonify(error="'member_id' must be an id.", details={"field": "member_id"}), 400
-        if (token is None) == (member_id is None):
-            return jsonify(error="Send either the scanned token or a member_id.", details={"field": "token"}), 422
-        nonce = data.get("nonce") or None
-        if nonce is not None and not event_service.valid_nonce(nonce):
-            return jsonify(error="Invalid nonce.", details={"field": "nonce"}), 422
-        gate = data.get("gate") if isinstance(data.get("gate"), str) else None
-        if token is not None and ("\x00" in token):
-            token = ""
-        answer = event_service.check_in(_actor(), event, token=token, member_id=member_id, gate=gate, nonce=nonce)
+        form = not request.is_json
+        data = request.form.to_dict() if form else request.get_json(silent=True)
+        if form:
+            data.pop("csrf_token", None)
+        try:
+            values = parse_checkin(data, form=form)  # the API's parser: the same answer to the same body
+        except ServiceError as exc:
+            details = {**(exc.details or {}), **({"field": exc.field} if exc.field else {})}
+            return jsonify(error=exc.message, details=details or None), exc.status
+        answer = event_service.check_in(_actor(), event, **values)
         db.session.commit()
         return jsonify(self._with_photo(answer))
 
@@ -575,7 +560,7 @@ class EventsView(SecureView):
                                                 v=int(updated.timestamp())))
         return dict(answer, member=member)
 
-    @expose("/<int:event_id>/checkin/lookup")
+    @expose("/<pk:event_id>/checkin/lookup")
     def lookup(self, event_id: int):
         """Members of the event's area found by name, phone or membership number (JSON, for the scanner)."""
         event = self._event(event_id, "events.update")

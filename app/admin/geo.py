@@ -19,12 +19,13 @@ from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import SelectField, StringField
 
-from app.admin.base import SecureView, staff_can
+from app.admin.base import SecureView, show_service_error, staff_can
 from app.extensions import db
 from app.models import Member, RoleAssignment, Unit
-from app.security import forget_grants, get_scoped_or_404, scope_unit_ids
+from app.security import forget_grants, load_for, scope_unit_ids
 from app.services import geo
 from app.services.errors import ServiceError
+from app.services.inputs import parse_id
 
 TOP_LEVEL = ""  # the select value meaning "no parent"
 
@@ -68,19 +69,16 @@ def unit_from_choice(value: str | None, field: str, message: str = "Choose a uni
     """The unit a select posted (None for the empty, top-level value); the service checks scope."""
     if value in (None, TOP_LEVEL):
         return None
-    unit = db.session.get(Unit, int(value)) if str(value).isdigit() else None
+    pk = parse_id(value)
+    unit = db.session.get(Unit, pk) if pk is not None else None
     if unit is None:
         raise ServiceError(message, field=field)
     return unit
 
 
 def add_field_error(form, exc: ServiceError) -> None:
-    """Put a service's message next to its field, or in the form-wide errors."""
-    field = getattr(form, exc.field, None) if exc.field else None
-    if field is not None and hasattr(field, "errors"):
-        field.errors = list(field.errors or []) + [exc.message]
-    else:
-        form.form_errors.append(exc.message)
+    """Put each of a service's messages next to its field, the others in the form-wide errors."""
+    form.form_errors.extend(show_service_error(form, exc))
 
 
 # --- forms -------------------------------------------------------------------------
@@ -202,10 +200,9 @@ class GeographyView(SecureView):
         edit_form, move_form = self._edit_forms(unit, edit_form, move_form)
         return self.render("admin/geo/edit.html", unit=unit, edit_form=edit_form, move_form=move_form), status
 
-    @expose("/<int:unit_id>/edit", methods=("GET", "POST"))
+    @expose("/<pk:unit_id>/edit", methods=("GET", "POST"))
     def edit(self, unit_id: int):
-        self._require("units.update")
-        unit = get_scoped_or_404(Unit, unit_id, current_user, "units.update")
+        unit = load_for(current_user, Unit, unit_id, "units.update")
         if request.method == "GET":
             return self._render_edit(unit)
         form = EditUnitForm()
@@ -222,10 +219,9 @@ class GeographyView(SecureView):
         flash(f"Saved {unit.name} ({unit.code}).", "success")
         return redirect(url_for(".index", _anchor=f"unit-{unit.id}"))
 
-    @expose("/<int:unit_id>/move", methods=("POST",))
+    @expose("/<pk:unit_id>/move", methods=("POST",))
     def move(self, unit_id: int):
-        self._require("units.update")
-        unit = get_scoped_or_404(Unit, unit_id, current_user, "units.update")
+        unit = load_for(current_user, Unit, unit_id, "units.update")
         form = MoveUnitForm()
         if not form.validate_on_submit():
             return self._render_edit(unit, move_form=form, status=400)
@@ -256,10 +252,9 @@ class GeographyView(SecureView):
             ),
         }
 
-    @expose("/<int:unit_id>/delete", methods=("GET", "POST"))
+    @expose("/<pk:unit_id>/delete", methods=("GET", "POST"))
     def delete(self, unit_id: int):
-        self._require("units.delete")
-        unit = get_scoped_or_404(Unit, unit_id, current_user, "units.delete")
+        unit = load_for(current_user, Unit, unit_id, "units.delete")
         form = ConfirmForm()
         error = None
         status = 200

@@ -11,7 +11,9 @@ URLs (endpoint ``imports``, under /admin/imports/; all need members.create):
   job's progress, then its counts, the first bad rows, the error report and
   the choice: import the valid rows, or all or nothing;
 - ``/<id>/start`` (POST) starts the import job and shows its progress at
-  /admin/jobs/<job id> (the generic background jobs page).
+  /admin/jobs/<job id> (the generic background jobs page);
+- ``/<id>/discard`` (POST) deletes a file waiting to be imported, freeing a
+  place in the uploader's quota (IMPORT_PENDING_MAX, IMPORT_PENDING_MAX_BYTES).
 
 An upload is visible to whoever uploaded it and to global importers (members.create
 everywhere); anyone else gets 404, as for any object outside their scope.
@@ -31,6 +33,7 @@ from wtforms.validators import Length, Optional
 
 from app.admin.base import SecureView
 from app.admin.members import unit_label, units_in_scope
+from app.database import write_aside
 from app.extensions import db
 from app.models import ImportUpload, Job, Unit
 from app.services import imports as import_service
@@ -54,10 +57,10 @@ def _upload_or_404(upload_id: int) -> ImportUpload:
 def _refresh_jobs() -> None:
     """Show jobs whose process died as interrupted (best effort: SQLite may be busy with a running import)."""
     try:
-        jobs.mark_stale_interrupted()
-        db.session.commit()  # at once, even if nothing changed: SQLite holds its write lock until then
+        with write_aside():
+            jobs.mark_stale_interrupted()
     except OperationalError:
-        db.session.rollback()
+        pass
 
 
 class UploadForm(FlaskForm):
@@ -134,7 +137,7 @@ class ImportView(SecureView):
             SelectChoice(str(u.id), unit_label(u)) for u in units]
         return form
 
-    @expose("/<int:upload_id>/mapping", methods=("GET", "POST"))
+    @expose("/<pk:upload_id>/mapping", methods=("GET", "POST"))
     def mapping(self, upload_id: int):
         upload = _upload_or_404(upload_id)
         if not upload.stored_name:
@@ -197,19 +200,19 @@ class ImportView(SecureView):
                 "bad_rows": result.get("bad_rows") or [], "default_unit": default_unit,
                 "form": StartForm(), "info": import_service.upload_info(upload)}
 
-    @expose("/<int:upload_id>/preview")
+    @expose("/<pk:upload_id>/preview")
     def preview(self, upload_id: int):
         upload = _upload_or_404(upload_id)
         if upload.preview_job_id is None:
             return redirect(url_for(".mapping", upload_id=upload.id))
         return self.render("admin/imports/preview.html", **self._preview_context(upload))
 
-    @expose("/<int:upload_id>/preview/status")
+    @expose("/<pk:upload_id>/preview/status")
     def preview_status(self, upload_id: int):
         upload = _upload_or_404(upload_id)
         return self.render("admin/imports/_preview_status.html", **self._preview_context(upload))
 
-    @expose("/<int:upload_id>/start", methods=("POST",))
+    @expose("/<pk:upload_id>/start", methods=("POST",))
     def start(self, upload_id: int):
         upload = _upload_or_404(upload_id)
         form = StartForm()
@@ -228,6 +231,20 @@ class ImportView(SecureView):
                             else url_for(".index"))
         jobs.submit(job)
         return redirect(url_for("jobs.details", job_id=job.id))
+
+    @expose("/<pk:upload_id>/discard", methods=("POST",))
+    def discard(self, upload_id: int):
+        """Delete a file waiting to be imported: it no longer counts against its uploader's quota."""
+        upload = _upload_or_404(upload_id)
+        try:
+            import_service.discard_upload(_actor(), upload)
+            db.session.commit()
+        except ServiceError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+        else:
+            flash(f"Discarded {upload.filename}.", "success")
+        return redirect(url_for(".index"))
 
 
 def _raise_upload_limit():

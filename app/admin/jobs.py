@@ -6,14 +6,15 @@ until the job has finished.
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, request, send_file, url_for
+from flask import abort, flash, redirect, send_file, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from app.admin.base import SecureView
+from app.admin.base import SecureView, page_arg
+from app.database import write_aside
 from app.extensions import db
 from app.models import Job, JobFile
 from app.services import jobs
@@ -35,31 +36,31 @@ class JobsView(SecureView):
 
     def _refresh(self) -> None:
         try:
-            jobs.mark_stale_interrupted()
-            db.session.commit()  # at once, even if nothing changed: SQLite holds its write lock until then
-        except OperationalError:  # SQLite while a job writes: this request had read first; the next poll retries
-            db.session.rollback()
+            with write_aside():  # a page that reads: the write waits its turn in a short transaction
+                jobs.mark_stale_interrupted()
+        except OperationalError:  # SQLite: a job held the write lock past busy_timeout; the next poll retries
+            pass
 
     @expose("/")
     def index(self):
         self._refresh()
-        page = max(request.args.get("page", 0, type=int), 0)
+        page = page_arg()
         stmt = jobs.visible_jobs(current_user)
         total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
         rows = db.session.scalars(stmt.limit(PAGE_SIZE).offset(page * PAGE_SIZE)).all()
         return self.render("admin/jobs/list.html", rows=rows, page=page, total=total, page_size=PAGE_SIZE)
 
-    @expose("/<int:job_id>")
+    @expose("/<pk:job_id>")
     def details(self, job_id: int):
         self._refresh()
         return self.render("admin/jobs/details.html", job=_visible_job_or_404(job_id), form=FlaskForm())
 
-    @expose("/<int:job_id>/progress")
+    @expose("/<pk:job_id>/progress")
     def progress(self, job_id: int):
         self._refresh()
         return self.render("admin/jobs/_progress.html", job=_visible_job_or_404(job_id))
 
-    @expose("/<int:job_id>/files/<int:file_id>")
+    @expose("/<pk:job_id>/files/<pk:file_id>")
     def download(self, job_id: int, file_id: int):
         job = _visible_job_or_404(job_id)
         row = db.session.scalar(select(JobFile).where(JobFile.id == file_id, JobFile.job_id == job.id))
@@ -68,7 +69,7 @@ class JobsView(SecureView):
             abort(404)
         return send_file(path, mimetype=row.content_type, as_attachment=True, download_name=row.name)
 
-    @expose("/<int:job_id>/retry", methods=("POST",))
+    @expose("/<pk:job_id>/retry", methods=("POST",))
     def retry(self, job_id: int):
         job = _visible_job_or_404(job_id)
         if FlaskForm().validate_on_submit() and job.state == "interrupted":

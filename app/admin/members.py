@@ -8,7 +8,7 @@ members of their own wards; anything else answers 404.
 The list is built for a large registry: it stays on the members table
 (``unit_id IN (...)`` on the partial index ``ix_members_live_unit_id``,
 newest first), the search box uses indexed exact/prefix lookups from
-``services.members.search_clause`` and unit names are loaded for the rows
+``services.member_search.search_clause`` and unit names are loaded for the rows
 shown only.
 
 URLs (endpoint ``member``, under /admin/member/):
@@ -43,14 +43,16 @@ from wtforms.fields.choices import Choice
 from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
-from app.admin.base import ScopedModelView, staff_can
+from app.admin.base import ScopedModelView, page_arg, staff_can
 from app.extensions import db
 from app.models import GENDERS, MEMBER_STATUSES, AuditEntry, Member, MemberPhoto, MemberStatusChange, Tag, Unit
 from app.models.people import member_tags
-from app.security import can, get_scoped_or_404, scope_unit_ids, scoped, subtree_unit_ids
+from app.security import can, load_for, permits, scope_filter, scope_unit_ids, scoped, subtree_unit_ids
 from app.services import exports
+from app.services import member_search
 from app.services import members as member_service
 from app.services.errors import ServiceError
+from app.services.inputs import parse_id
 
 STATUS_LABELS = {status: status.capitalize() for status in MEMBER_STATUSES}
 STATUS_BADGES = {
@@ -109,10 +111,8 @@ def unit_label(unit: Unit) -> str:
 
 def unit_subtree_clause(unit_id: Any, unit_column=Member.unit_id, permission: str = "members.read") -> ColumnElement[bool]:
     """Rows whose ``unit_column`` lies in a unit's subtree; an unknown or out-of-scope unit matches nothing."""
-    try:
-        unit = db.session.get(Unit, int(unit_id))
-    except (TypeError, ValueError):
-        return false()
+    pk = parse_id(unit_id)
+    unit = db.session.get(Unit, pk) if pk is not None else None
     if unit is None or not can(current_user, permission, unit):
         return false()
     return unit_column.in_(subtree_unit_ids(unit))
@@ -237,8 +237,11 @@ class UnitSubtreeFilter(RequestOptionsMixin, sqla_filters.BaseSQLAFilter):
     def request_options(self):
         return [(str(u.id), unit_label(u)) for u in units_in_scope(self.permission)]
 
+    def validate(self, value):
+        return parse_id(value) is not None
+
     def clean(self, value):
-        return int(value)
+        return parse_id(value)
 
     def apply(self, query, value, alias=None):
         return query.filter(unit_subtree_clause(value, self.unit_column, self.permission))
@@ -256,7 +259,14 @@ class TagFilter(RequestOptionsMixin, sqla_filters.BaseSQLAFilter):
         super().__init__(Member.id, "Tag")
 
     def request_options(self):
-        names = db.session.scalars(select(Tag.name).order_by(Tag.name).limit(self.MAX_OPTIONS + 1)).all()
+        """The tags of live members the user can see: a coordinator never learns another ward's tag names."""
+        stmt = select(Tag.name)
+        clause = scope_filter(current_user, "members.read", Member)
+        if clause is not None:  # driven from the members in scope, so a small area stays a small query
+            used = (select(member_tags.c.tag_id).join(Member, Member.id == member_tags.c.member_id)
+                    .where(Member.deleted_at.is_(None), clause))
+            stmt = stmt.where(Tag.id.in_(used))
+        names = db.session.scalars(stmt.order_by(Tag.name).limit(self.MAX_OPTIONS + 1)).all()
         if len(names) > self.MAX_OPTIONS:
             return None  # too many for a drop-down: type the tag instead
         return [(name, name) for name in names]
@@ -383,25 +393,13 @@ class MemberView(ScopedModelView):
         return super().get_count_query().filter(Member.deleted_at.is_(None))
 
     def member_or_404(self, member_id: Any, action: str = "read") -> Member:
-        """A live member within the user's scope for ``members.<action>``; otherwise 404."""
-        try:
-            member_id = int(member_id)
-        except (TypeError, ValueError):
-            abort(404)
-        return get_scoped_or_404(Member, member_id, current_user, f"members.{action}")
+        """A live member the user may use ``members.<action>`` on: 404 out of reach, 403 without the right."""
+        return load_for(current_user, Member, member_id, f"members.{action}")
 
     def deleted_member_or_404(self, member_id: Any) -> Member:
-        """A soft-deleted member the user may restore (members.delete scope); otherwise 404."""
-        try:
-            member_id = int(member_id)
-        except (TypeError, ValueError):
-            abort(404)
-        stmt = scoped(
-            select(Member).where(Member.id == member_id, Member.deleted_at.is_not(None)),
-            current_user, "members.delete", Member,
-        )
-        member = db.session.scalar(stmt)
-        if member is None:
+        """A soft-deleted member the user may restore (members.delete); 404 for a live one."""
+        member = load_for(current_user, Member, member_id, "members.delete", deleted=True)
+        if member.deleted_at is None:
             abort(404)
         return member
 
@@ -410,11 +408,11 @@ class MemberView(ScopedModelView):
         return self.member_or_404(id, action)
 
     def search_placeholder(self) -> str:
-        return "Surname, number, phone, ID or email"
+        return "Name, membership no., phone, ID or email"
 
     def _apply_search(self, query, count_query, joins, count_joins, search):
         # Indexed exact/prefix lookups only; never ILIKE '%x%' over the registry.
-        clause = member_service.search_clause(search)
+        clause = member_search.search_clause(search, live_only=True)
         if clause is not None:
             query = query.filter(clause)
             if count_query is not None:
@@ -430,10 +428,8 @@ class MemberView(ScopedModelView):
 
     def shortcut_unit(self) -> Unit | None:
         """The unit of a ``?unit=<id>`` link, when it is one the user can see."""
-        raw = request.args.get("unit", "").strip()
-        if not raw.isdigit():
-            return None
-        unit = db.session.get(Unit, int(raw))
+        pk = parse_id(request.args.get("unit", ""))
+        unit = db.session.get(Unit, pk) if pk is not None else None
         return unit if unit is not None and can(current_user, "members.read", unit) else None
 
     def _list_unit_ids(self) -> list[int] | None:
@@ -478,10 +474,18 @@ class MemberView(ScopedModelView):
     def get_list(self, page, sort_column, sort_desc, search, filters, execute=True, page_size=None):
         """Flask-Admin's list query, kept on the members table (no joins) for speed at scale."""
         query, count_query, joins = self.list_queries(search, filters)
-        plain_page = not (self._search_supported and search) and not filters and sort_column is None
+        searching = bool(self._search_supported and search)
+        plain_page = not searching and not filters and sort_column is None
+        page_size = page_size or self.page_size
+
+        if searching and not filters and sort_column is None and execute:
+            # A names-only search: the count and the page's ids come from the name indexes alone.
+            found = member_search.name_search_page(search, self._list_unit_ids(), (page or 0) * page_size,
+                                                   page_size)
+            if found is not None:
+                return found[0], self._newest_first(found[1])
 
         count = count_query.scalar() if count_query is not None else None
-        page_size = page_size or self.page_size
 
         if plain_page and execute:
             # The default page (newest first in a subtree): merge per-unit index scans
@@ -491,10 +495,7 @@ class MemberView(ScopedModelView):
             if unit_ids:
                 ids = member_service.live_member_page_ids(unit_ids, (page or 0) * page_size, page_size)
             if ids is not None:
-                rows = db.session.scalars(
-                    select(Member).where(Member.id.in_(ids)).options(selectinload(Member.unit))
-                ).all() if ids else []
-                return count, sorted(rows, key=lambda m: m.id, reverse=True)
+                return count, self._newest_first(ids)
 
         query, joins = self._apply_sorting(query, joins, sort_column, sort_desc)
         query = self._apply_pagination(query, page, page_size)
@@ -502,6 +503,14 @@ class MemberView(ScopedModelView):
         if execute:
             query = query.all()
         return count, query
+
+    @staticmethod
+    def _newest_first(ids: list[int]) -> list[Member]:
+        """The members with ``ids`` (a page's worth) and their units, newest first."""
+        if not ids:
+            return []
+        rows = db.session.scalars(select(Member).where(Member.id.in_(ids)).options(selectinload(Member.unit))).all()
+        return sorted(rows, key=lambda m: m.id, reverse=True)
 
     # -- export ---------------------------------------------------------------------
 
@@ -545,7 +554,6 @@ class MemberView(ScopedModelView):
         }
         shortcut = self.shortcut_unit()
         exports.record_export(actor, fmt, columns, described, rows, unit_id=shortcut.id if shortcut else None)
-        db.session.commit()
         response = Response(stream_with_context(exports.chunks(fmt, clauses, columns)), mimetype=exports.FORMATS[fmt])
         response.headers["Content-Disposition"] = f'attachment; filename="{exports.filename(fmt)}"'
         response.headers["Cache-Control"] = "no-store"
@@ -604,10 +612,23 @@ class MemberView(ScopedModelView):
         return upload.read() if upload else None
 
     def _failed(self, exc: ServiceError, form) -> None:
-        exc.field = FORM_FIELD_FOR.get(exc.field, exc.field)
-        self.handle_service_error(exc, form)
-        if exc.field and getattr(form, exc.field, None) is not None:
-            flash("Nothing was saved: please correct the marked field.", "error")
+        self.handle_service_error(exc, form, FORM_FIELD_FOR)
+        if form.errors:
+            flash("Nothing was saved: please correct the marked fields.", "error")
+
+    def validate_form(self, form) -> bool:
+        """The form's own checks (dates, the unit, CSRF) and, when they fail, the registry's rules too.
+
+        Without the second step a form with a missing name and a bad phone
+        number would need two submits to show both.
+        """
+        valid = super().validate_form(form)
+        if not valid and isinstance(form, MemberForm) and is_form_submitted():
+            try:
+                member_service.clean(self._form_values(form))
+            except ServiceError as exc:
+                self.handle_service_error(exc, form, FORM_FIELD_FOR)
+        return valid
 
     def create_model(self, form):
         actor = _actor()
@@ -653,9 +674,7 @@ class MemberView(ScopedModelView):
         if not self.validate_form(form):
             flash_errors(form, message="Failed to delete record. %(error)s")
             return redirect(return_url)
-        member = self.member_or_404(form.id.data, "read")
-        if not can(current_user, "members.delete", member.unit):
-            abort(403)
+        member = self.member_or_404(form.id.data, "delete")
         self.delete_model(member)
         flash(f"{member.full_name} ({member.membership_number}) was deleted. It can be restored "
               "from Deleted members.", "success")
@@ -699,10 +718,10 @@ class MemberView(ScopedModelView):
         """Soft-deleted members in the user's delete scope, with a Restore button each."""
         if not self.can_delete:
             abort(403)
-        page = max(request.args.get("page", 0, type=int), 0)
+        page = page_arg()
         search = request.args.get("search", "").strip()
         where = [Member.deleted_at.is_not(None)]
-        clause = member_service.search_clause(search)
+        clause = member_search.search_clause(search)
         if clause is not None:
             where.append(clause)
         count = db.session.scalar(
@@ -768,7 +787,7 @@ class MemberView(ScopedModelView):
             .limit(50)
         ).all()
         photo_at = db.session.scalar(select(MemberPhoto.updated_at).where(MemberPhoto.member_id == member.id))
-        can_update = can(current_user, "members.update", member.unit)
+        can_update = permits(current_user, "members.update", member)
         return self.render(
             self.details_template,
             model=member,
@@ -777,7 +796,7 @@ class MemberView(ScopedModelView):
             audit_entries=audit_entries,
             photo_version=int(photo_at.timestamp()) if photo_at else None,
             can_update=can_update,
-            can_delete_member=can(current_user, "members.delete", member.unit),
+            can_delete_member=permits(current_user, "members.delete", member),
             status_form=status_form or (self._status_form(member) if can_update else None),
             delete_form=self.delete_form(),
             status_labels=STATUS_LABELS,
@@ -789,12 +808,10 @@ class MemberView(ScopedModelView):
     def details_view(self):
         return self._render_details(self.member_or_404(request.args.get("id"), "read"))
 
-    @expose("/status/<int:member_id>", methods=("GET", "POST"))
+    @expose("/status/<pk:member_id>", methods=("GET", "POST"))
     def status_view(self, member_id: int):
         """Change a member's status (allowed transitions only, with a reason)."""
-        member = self.member_or_404(member_id, "read")
-        if not can(current_user, "members.update", member.unit):
-            abort(403)
+        member = self.member_or_404(member_id, "update")
         if request.method == "GET":
             return redirect(self.get_url(".details_view", id=member.id))
         form = self._status_form(member, request.form)
@@ -811,7 +828,7 @@ class MemberView(ScopedModelView):
         member = self.member_or_404(member_id, "read")  # reloaded after a rollback
         return self._render_details(member, status_form=form)
 
-    @expose("/photo/<int:member_id>")
+    @expose("/photo/<pk:member_id>")
     def photo_view(self, member_id: int):
         """The member's photo, for logged-in staff who can see the member (never a public URL)."""
         member = self.member_or_404(member_id, "read")

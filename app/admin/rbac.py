@@ -23,14 +23,15 @@ from sqlalchemy.orm import selectinload
 from wtforms import DateField, EmailField, HiddenField, PasswordField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import Optional
 
-from app.admin.base import SecureView, staff_can
+from app.admin.base import SecureView, page_arg, staff_can
 from app.admin.geo import TOP_LEVEL, ConfirmForm, add_field_error, unit_choices, unit_from_choice
 from app.extensions import db
 from app.models import Permission, Role, RoleAssignment, User
 from app.models.rbac import role_permissions
-from app.security import can, get_scoped_or_404, scope_unit_ids, scoped
+from app.security import can, load_for, permits, scoped
 from app.services import rbac, users
 from app.services.errors import ServiceError
+from app.services.inputs import parse_id
 
 # --- forms -------------------------------------------------------------------------
 
@@ -79,7 +80,8 @@ def _role_from_choice(value: str | None, field: str, *, required: bool = True) -
         if required:
             raise ServiceError("Choose a role.", field=field)
         return None
-    role = db.session.get(Role, int(value)) if str(value).isdigit() else None
+    pk = parse_id(value)
+    role = db.session.get(Role, pk) if pk is not None else None
     if role is None:
         raise ServiceError("Choose a role from the list.", field=field)
     return role
@@ -94,27 +96,6 @@ def _role_choices(empty_label: str | None = None) -> list[tuple[str, str]]:
     roles = db.session.scalars(select(Role).order_by(Role.name)).all()
     choices = [(TOP_LEVEL, empty_label)] if empty_label else []
     return choices + [(str(r.id), r.name) for r in roles]
-
-
-class _Visibility:
-    """Which of a user's assignments and unit grants the current user may see (users.read scope)."""
-
-    def __init__(self) -> None:
-        ids = scope_unit_ids(current_user, "users.read")
-        self.unit_ids = None if ids is None else set(ids)
-
-    @property
-    def is_global(self) -> bool:
-        return self.unit_ids is None
-
-    def unit(self, unit_id: int | None) -> bool:
-        if self.unit_ids is None:
-            return True
-        return unit_id is not None and unit_id in self.unit_ids
-
-    def split(self, assignments):
-        shown = [a for a in assignments if self.unit(a.unit_id)]
-        return shown, len(assignments) - len(shown)
 
 
 # --- roles -------------------------------------------------------------------------
@@ -178,7 +159,7 @@ class RolesView(SecureView):
             return redirect(url_for(".index"))
         return self._render_form(form, None, 400 if form.errors else 200)
 
-    @expose("/<int:role_id>/edit", methods=("GET", "POST"))
+    @expose("/<pk:role_id>/edit", methods=("GET", "POST"))
     def edit(self, role_id: int):
         _require_roles("update")
         role = db.get_or_404(Role, role_id)
@@ -201,7 +182,7 @@ class RolesView(SecureView):
         flash(f"Saved role {role.name}: {len(role.permissions)} permission(s).", "success")
         return redirect(url_for(".index"))
 
-    @expose("/<int:role_id>/delete", methods=("GET", "POST"))
+    @expose("/<pk:role_id>/delete", methods=("GET", "POST"))
     def delete(self, role_id: int):
         _require_roles("delete")
         role = db.get_or_404(Role, role_id)
@@ -232,12 +213,12 @@ class UsersView(SecureView):
     permission = "users.read"
 
     def _user(self, user_id: int) -> User:
-        return get_scoped_or_404(User, user_id, current_user, "users.read")
+        return load_for(current_user, User, user_id, "users.read")
 
     @expose("/")
     def index(self):
         q = (request.args.get("q") or "").strip().lower()
-        page = max(1, request.args.get("page", 1, type=int))
+        page = page_arg(first=1)
         per_page = current_app.config.get("ADMIN_PAGE_SIZE", 20)
         stmt = scoped(select(User), current_user, "users.read", User)
         count_stmt = scoped(select(func.count(User.id)), current_user, "users.read", User)
@@ -251,6 +232,7 @@ class UsersView(SecureView):
             stmt.options(
                 selectinload(User.assignments).selectinload(RoleAssignment.role),
                 selectinload(User.assignments).selectinload(RoleAssignment.unit),
+                selectinload(User.login_failures),
             )
             .order_by(User.email)
             .limit(per_page)
@@ -258,7 +240,8 @@ class UsersView(SecureView):
         ).all()
         return self.render(
             "admin/rbac/users.html", users=rows, q=q, page=page, pages=pages, total=total,
-            visibility=_Visibility(), can_create=staff_can("users.create"), now=datetime.now(timezone.utc),
+            visible_assignments=lambda u: rbac.visible_assignments(current_user, u),
+            can_create=staff_can("users.create"), now=datetime.now(timezone.utc),
         )
 
     # Create ---------------------------------------------------------------------------
@@ -296,16 +279,15 @@ class UsersView(SecureView):
         return form
 
     def _render_details(self, user: User, assign_form: AssignForm | None = None, status: int = 200):
-        visibility = _Visibility()
-        shown, hidden = visibility.split(user.assignments)
-        member_visible = user.member is not None and visibility.unit(user.member.unit_id)
+        shown, hidden = rbac.visible_assignments(current_user, user)
+        member_visible = user.member is not None and permits(current_user, "users.read", user.member.unit)
         return self.render(
             "admin/rbac/user.html", user=user, assignments=shown, hidden_assignments=hidden,
             member_visible=member_visible, assign_form=self._assign_form(assign_form),
             can_update=staff_can("users.update"), now=datetime.now(timezone.utc),
         ), status
 
-    @expose("/<int:user_id>/")
+    @expose("/<pk:user_id>/")
     def details(self, user_id: int):
         return self._render_details(self._user(user_id))
 
@@ -324,7 +306,7 @@ class UsersView(SecureView):
                 flash(message, "success")
         return redirect(url_for(".details", user_id=user_id))
 
-    @expose("/<int:user_id>/active", methods=("POST",))
+    @expose("/<pk:user_id>/active", methods=("POST",))
     def set_active(self, user_id: int):
         def action(user, form):
             active = form.active.data == "1"
@@ -333,7 +315,7 @@ class UsersView(SecureView):
 
         return self._account_action(user_id, action)
 
-    @expose("/<int:user_id>/unlock", methods=("POST",))
+    @expose("/<pk:user_id>/unlock", methods=("POST",))
     def unlock(self, user_id: int):
         def action(user, form):
             users.unlock(current_user, user)
@@ -343,7 +325,7 @@ class UsersView(SecureView):
 
     # Role assignments -------------------------------------------------------------
 
-    @expose("/<int:user_id>/assign", methods=("POST",))
+    @expose("/<pk:user_id>/assign", methods=("POST",))
     def assign(self, user_id: int):
         _require("users.update")
         user = self._user(user_id)
@@ -362,12 +344,12 @@ class UsersView(SecureView):
         flash(f"Gave {user.email} the role {role.name} at {unit.name if unit else 'all units'}.", "success")
         return redirect(url_for(".details", user_id=user_id))
 
-    @expose("/<int:user_id>/assignments/<int:assignment_id>/remove", methods=("POST",))
+    @expose("/<pk:user_id>/assignments/<pk:assignment_id>/remove", methods=("POST",))
     def unassign(self, user_id: int, assignment_id: int):
         _require("users.update")
         user = self._user(user_id)
-        assignment = db.session.get(RoleAssignment, assignment_id)
-        if assignment is None or assignment.user_id != user.id or not _Visibility().unit(assignment.unit_id):
+        assignment = load_for(current_user, RoleAssignment, assignment_id, "users.update")
+        if assignment.user_id != user.id:
             abort(404)
         form = ConfirmForm()
         if form.validate_on_submit():
@@ -384,14 +366,10 @@ class UsersView(SecureView):
 
     # Effective permissions ---------------------------------------------------------
 
-    @expose("/<int:user_id>/permissions")
+    @expose("/<pk:user_id>/permissions")
     def permissions(self, user_id: int):
         user = self._user(user_id)
-        visibility = _Visibility()
-        rows = []
-        for row in rbac.effective_permissions(user):
-            units = [u for u in row["units"] if visibility.unit(u["id"])]
-            rows.append({**row, "units": units, "hidden": len(row["units"]) - len(units)})
+        rows = rbac.effective_permissions(user, viewer=current_user)
         return self.render("admin/rbac/user_permissions.html", user=user, rows=rows)
 
 

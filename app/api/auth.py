@@ -99,7 +99,7 @@ def issue_token():
     email = require(data, "email", "Give the email address of your account.")
     password = require(data, "password", "Give your password.")
     try:
-        user = auth_service.authenticate(email, password)
+        user = auth_service.authenticate(email, password, request.remote_addr)
     except auth_service.LoginError:
         db.session.commit()
         raise

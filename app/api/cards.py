@@ -28,7 +28,7 @@ from app.api.inputs import check_types, int_arg, json_object, reject_unknown, re
 from app.api.serialize import iso, page_of, user_ref
 from app.extensions import db, limiter
 from app.models import CARD_STATUSES, CARD_TYPES, CardTransaction, Member, MembershipCard, Unit
-from app.security import can, get_scoped_or_404, has_permission, scoped, subtree_unit_ids
+from app.security import has_permission, load_for, scoped, subtree_unit_ids
 from app.services import card_pdf
 from app.services import cards as card_service
 from app.services.errors import ServiceError
@@ -90,26 +90,14 @@ def _require_permission(permission: str) -> None:
 
 
 def _card_for(card_id: int, permission: str) -> MembershipCard:
-    """A card the caller may act on with ``permission``: out of read scope 404, visible but not theirs 403."""
-    me = actor()
-    if not (has_permission(me, permission) or has_permission(me, "cards.read")):
-        _require_permission(permission)
-    card = db.session.scalar(scoped(select(MembershipCard).where(MembershipCard.id == card_id), me, permission))
-    if card is not None:
-        return card
-    get_scoped_or_404(MembershipCard, card_id, me, "cards.read")
-    raise ApiError(403, f"You may not {VERBS.get(permission, 'change')} this card.", {"permission": permission})
+    """A card the caller may act on with ``permission``: out of reach 404, visible but not theirs 403."""
+    verb = VERBS.get(permission, "change")
+    return load_for(actor(), MembershipCard, card_id, permission, message=f"You may not {verb} this card.")
 
 
 def _member_for(member_id: int, permission: str) -> Member:
-    """A live member whose cards the caller may see (404 otherwise) and act on with ``permission`` (403)."""
-    me = actor()
-    if not (has_permission(me, permission) or has_permission(me, "cards.read")):
-        _require_permission(permission)
-    member = get_scoped_or_404(Member, member_id, me, "cards.read")
-    if not can(me, permission, member.unit):
-        raise ApiError(403, "You may not do this with this member's card.", {"permission": permission})
-    return member
+    """A live member whose card the caller may act on with ``permission`` (404 out of reach, 403 without)."""
+    return load_for(actor(), Member, member_id, permission, message="You may not do this with this member's card.")
 
 
 def _reason_body(optional: bool = True) -> dict[str, Any]:
@@ -215,8 +203,7 @@ def list_cards():
 def create_card():
     """Issue a card to an active member without a current card."""
     me = actor()
-    if not (has_permission(me, "cards.create") or has_permission(me, "cards.read")):
-        _require_permission("cards.create")
+    _require_permission("cards.create")
     data = json_object()
     check_types(data, {"member_id": "id", "card_type": "string", "reason": "string"}, nullable={"reason"})
     reject_unknown(data, {"member_id", "card_type", "reason"})
@@ -225,8 +212,6 @@ def create_card():
         select(Member).where(Member.id == member_id, Member.deleted_at.is_(None)), me, "cards.read"))
     if member is None:
         raise ApiError(422, "There is no such member in your area.", {"field": "member_id"})
-    if not can(me, "cards.create", member.unit):
-        raise ApiError(403, "You may not issue cards to this member.", {"permission": "cards.create"})
     card = card_service.issue_card(me, member, data.get("card_type") or "standard", reason=data.get("reason") or "")
     db.session.commit()
     return _card_response(card, 201)
@@ -234,8 +219,7 @@ def create_card():
 
 @bp.get("/cards/<pk:card_id>")
 def get_card(card_id: int):
-    _require_permission("cards.read")
-    card = get_scoped_or_404(MembershipCard, card_id, actor(), "cards.read")
+    card = load_for(actor(), MembershipCard, card_id, "cards.read")
     return _card_response(card, with_transactions=True)
 
 
@@ -272,20 +256,15 @@ def reissue_card(card_id: int):
     return _card_response(new, 201)
 
 
-def _base_url() -> str | None:
-    return current_app.config.get("PUBLIC_URL") or request.url_root
-
-
 @bp.get("/cards/<pk:card_id>/qr")
 def card_qr(card_id: int):
     """The card's QR code (its verification URL): PNG, or SVG with ``?format=svg``."""
-    _require_permission("cards.read")
-    card = get_scoped_or_404(MembershipCard, card_id, actor(), "cards.read")
+    card = load_for(actor(), MembershipCard, card_id, "cards.read")
     kind = (request.args.get("format") or "png").strip().lower()
     if kind == "svg":
-        body, mimetype = card_pdf.qr_svg(card, _base_url()), "image/svg+xml"
+        body, mimetype = card_pdf.qr_svg(card), "image/svg+xml"
     elif kind == "png":
-        body, mimetype = card_pdf.qr_png(card, _base_url()), "image/png"
+        body, mimetype = card_pdf.qr_png(card), "image/png"
     else:
         raise ApiError(422, "format must be png or svg.", {"field": "format"})
     response = Response(body, mimetype=mimetype)
@@ -296,9 +275,8 @@ def card_qr(card_id: int):
 @bp.get("/cards/<pk:card_id>/pdf")
 def card_pdf_file(card_id: int):
     """The card as a printable PDF (ID-1 size; front and back)."""
-    _require_permission("cards.read")
-    card = get_scoped_or_404(MembershipCard, card_id, actor(), "cards.read")
-    response = Response(card_pdf.render_card_pdf(card, _base_url()), mimetype="application/pdf")
+    card = load_for(actor(), MembershipCard, card_id, "cards.read")
+    response = Response(card_pdf.render_card_pdf(card), mimetype="application/pdf")
     response.headers["Content-Disposition"] = f'inline; filename="card-{card.card_number}.pdf"'
     response.headers["Cache-Control"] = "private, no-store"
     return response
@@ -310,8 +288,7 @@ def card_pdf_file(card_id: int):
 @bp.get("/members/<pk:member_id>/card")
 def member_card(member_id: int):
     """The member's current card (active or suspended), else their latest; 404 when they never had one."""
-    _require_permission("cards.read")
-    member = get_scoped_or_404(Member, member_id, actor(), "cards.read")
+    member = load_for(actor(), Member, member_id, "cards.read")
     card = card_service.current_card(member)
     if card is None:
         raise ApiError(404, f"{member.full_name} has no card.")
@@ -342,12 +319,12 @@ def _verify_limit() -> str:
 @public
 @limiter.limit(_verify_limit)
 def verify_card():
-    """What a scanned card code is worth. Public; no personal data in the answer."""
+    """What a scanned card code (the QR's URL or the bare code) is worth. Public; no personal data in the answer."""
     data = json_object()
     check_types(data, {"token": "string"})
     reject_unknown(data, {"token"})
-    token = require(data, "token", "Give the token (the last part of the URL in the card's QR code).")
-    result = card_service.verify_token(token)
+    token = require(data, "token", "Give the code in the card's QR: the URL it holds, or its last part.")
+    result = card_service.verify_token(card_service.scanned_token(token))
     db.session.rollback()
     return jsonify({
         "status": result.status,

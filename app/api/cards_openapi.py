@@ -75,8 +75,9 @@ CARD_SCHEMAS: dict[str, Schema] = {
     ),
     "CardReason": obj({"reason": REASON}, closed=True),
     "CardVerifyRequest": obj(
-        {"token": {"type": "string", "maxLength": 200,
-                   "description": "The credential: the last path segment of the URL in the card's QR code."}},
+        {"token": {"type": "string",
+                   "description": "What the card's QR code holds: its verification URL, or the credential alone "
+                                  "(the URL's last path segment). Anything else, of any length, is invalid."}},
         ["token"], closed=True,
     ),
     "CardVerification": obj(

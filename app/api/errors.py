@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 from app.extensions import db
-from app.services.errors import ServiceError
+from app.services.errors import Forbidden, ServiceError
 
 # Messages for people, used unless the code that raised gave a more specific one.
 MESSAGES: dict[int, str] = {
@@ -28,7 +28,6 @@ MESSAGES: dict[int, str] = {
     413: "The request body is too large.",
     415: "Send the request body as JSON.",
     422: "The data sent is not valid.",
-    423: "This account is locked.",
     429: "Too many requests: wait a little and try again.",
     500: "Something went wrong on our side; the request was not carried out.",
 }
@@ -73,6 +72,8 @@ def from_http_exception(exc: HTTPException) -> Response:
         details = {"allowed_methods": sorted(exc.valid_methods)}
     if status == 429:
         details = {"limit": exc.description}
+    if isinstance(exc, Forbidden) and exc.permission:
+        details = {"permission": exc.permission}
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
     return error_response(status, message, details, headers)
 

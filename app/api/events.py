@@ -28,8 +28,9 @@ from app.api.serialize import iso, page_of
 from app.extensions import db
 from app.models import EVENT_STATUSES, REGISTRATION_STATUSES, Event, EventRegistration, Member, Unit
 from app.models.base import utcnow
-from app.security import has_console_access, has_permission, scoped, subtree_unit_ids
+from app.security import has_console_access, has_permission, load_for, permits, scope_filter, subtree_unit_ids
 from app.services import events as event_service
+from app.services.checkin_input import parse_checkin
 
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -103,21 +104,9 @@ def _require(permission: str, what: str = "events") -> None:
         raise ApiError(403, f"You do not have permission to do this with {what}.", {"permission": permission})
 
 
-def _visible_event(event_id: int) -> Event:
-    """The event if the caller may see it; otherwise 404, as if it did not exist."""
-    _require("events.read")
-    event = event_service.load_event(event_id)
-    if event is None or not event_service.can_see(actor(), event):
-        raise ApiError(404)
-    return event
-
-
-def _managed_event(event_id: int, permission: str) -> Event:
-    """A visible event the caller may change (``events.update``/``.delete`` there); 403 when only visible."""
-    event = _visible_event(event_id)
-    if not event_service.can_manage(actor(), event, permission):
-        raise ApiError(403, "You may not change this event.", {"permission": permission})
-    return event
+def _event(event_id: int, permission: str = "events.read") -> Event:
+    """The event, if the caller may use ``permission`` on it (the service answers 404 or 403)."""
+    return event_service.load_event(actor(), event_id, permission)
 
 
 def _own_member() -> Member | None:
@@ -125,15 +114,11 @@ def _own_member() -> Member | None:
     return member if member is not None and member.deleted_at is None else None
 
 
-def _staff_member(member_id: int, field: str | None = "member_id") -> Member:
-    """A live member within the caller's members.read scope; 422 (body) or 404 (URL) otherwise."""
-    member = db.session.scalar(
-        scoped(select(Member).where(Member.id == member_id, Member.deleted_at.is_(None)), actor(), "members.read")
-    )
-    if member is None:
-        if field is None:
-            raise ApiError(404)
-        raise ApiError(422, "No such member in your area.", {"field": field})
+def _body_member(member_id: int) -> Member:
+    """The member named in a request body: 422 on that field when missing or out of reach."""
+    member = db.session.get(Member, member_id)
+    if member is None or member.deleted_at is not None or not permits(actor(), "members.read", member):
+        raise ApiError(422, "No such member in your area.", {"field": "member_id"})
     return member
 
 
@@ -200,14 +185,13 @@ def create_event():
 
 @bp.get("/events/<pk:event_id>")
 def get_event(event_id: int):
-    return jsonify(event_json(_visible_event(event_id)))
+    return jsonify(event_json(_event(event_id)))
 
 
 @bp.put("/events/<pk:event_id>")
 def update_event(event_id: int):
     """Partial update; status draft / upcoming (publish) / cancelled."""
-    event = _managed_event(event_id, "events.update")
-    event = event_service.update_event(actor(), event, _event_body())
+    event = event_service.update_event(actor(), _event(event_id), _event_body())
     db.session.commit()
     return jsonify(event_json(event))
 
@@ -215,8 +199,7 @@ def update_event(event_id: int):
 @bp.delete("/events/<pk:event_id>")
 def delete_event(event_id: int):
     """Delete an event nobody attended (409 otherwise: cancel it instead)."""
-    event = _managed_event(event_id, "events.delete")
-    event_service.delete_event(actor(), event)
+    event_service.delete_event(actor(), _event(event_id))
     db.session.commit()
     return "", 204
 
@@ -227,25 +210,22 @@ def delete_event(event_id: int):
 @bp.post("/events/<pk:event_id>/register")
 def register_for_event(event_id: int):
     """Register yourself (no member_id, or your own) or, as staff, a member of your area."""
-    event = _visible_event(event_id)
+    event = _event(event_id)
     data = json_object() if request.get_data(cache=True) else {}
     reject_unknown(data, {"member_id", "notes"})
     check_types(data, {"member_id": "id", "notes": "string"}, nullable={"member_id", "notes"})
     me = actor()
     own = _own_member()
     wanted = data.get("member_id")
-    if (wanted is None or (own is not None and wanted == own.id)) and has_permission(me, "events.register"):
+    if wanted is None or (own is not None and wanted == own.id):
         if own is None:
             raise ApiError(422, "Your account is not linked to a member, so you cannot register yourself.",
                            {"field": "member_id"})
         reg, created = event_service.register(me, event, own, source="self", notes=data.get("notes"))
     else:
-        if wanted is None:
-            raise ApiError(422, "Give the member_id of the member to register.", {"field": "member_id"})
-        if not event_service.can_manage(me, event):
-            raise ApiError(403, "You may only register yourself for this event.", {"permission": "events.update"})
-        member = _staff_member(wanted)
-        reg, created = event_service.register(me, event, member, source="staff", notes=data.get("notes"))
+        event_service.load_event(me, event_id, "events.update")  # 403 before saying anything of the member
+        reg, created = event_service.register(me, event, _body_member(wanted), source="staff",
+                                              notes=data.get("notes"))
     db.session.commit()
     response = jsonify(registration_json(reg))
     response.status_code = 201 if created else 200
@@ -255,15 +235,14 @@ def register_for_event(event_id: int):
 @bp.delete("/events/<pk:event_id>/register/<pk:member_id>")
 def cancel_registration(event_id: int, member_id: int):
     """Cancel a registration (yours, or as staff anyone's); the first waitlisted member moves up."""
-    event = _visible_event(event_id)
+    event = _event(event_id)
     me = actor()
     own = _own_member()
-    if own is not None and own.id == member_id and has_permission(me, "events.register"):
+    if own is not None and own.id == member_id:
         member = own
     else:
-        if not event_service.can_manage(me, event):
-            raise ApiError(403, "You may only cancel your own registration.", {"permission": "events.update"})
-        member = _staff_member(member_id, field=None)
+        event_service.load_event(me, event_id, "events.update")
+        member = load_for(me, Member, member_id, "members.read")
     reg = event_service.registration_for(event, member)
     if reg is None:
         raise ApiError(404, "This member is not registered for this event.")
@@ -277,7 +256,7 @@ def cancel_registration(event_id: int, member_id: int):
 @bp.get("/events/<pk:event_id>/attendees")
 def list_attendees(event_id: int):
     """The event's registrations (members within your members.read scope), with counts."""
-    event = _visible_event(event_id)
+    event = _event(event_id)
     _require("members.read", "members")
     if not has_console_access(actor()):
         raise ApiError(403, "Only staff may list attendees.", {"permission": "members.read"})
@@ -304,8 +283,8 @@ def list_attendees(event_id: int):
 @bp.put("/events/<pk:event_id>/attendance/<pk:member_id>")
 def set_attendance(event_id: int, member_id: int):
     """Mark attendance by hand: attended, registered (undo) or no_show."""
-    event = _managed_event(event_id, "events.update")
-    member = _staff_member(member_id, field=None)
+    event = _event(event_id, "events.update")
+    member = load_for(actor(), Member, member_id, "members.read")
     data = json_object()
     reject_unknown(data, {"status", "gate"})
     check_types(data, {"status": "string", "gate": "string"}, nullable={"gate"})
@@ -321,15 +300,14 @@ def member_events(member_id: int):
     """A member's registrations (yours, or a member in your scope), newest event first."""
     me = actor()
     own = _own_member()
-    if own is None or own.id != member_id or not has_permission(me, "events.read"):
-        _require("members.read", "members")
-        _staff_member(member_id, field=None)
+    if own is None or own.id != member_id:
+        load_for(me, Member, member_id, "members.read")
     page, per_page = _paging()
     stmt = (
         select(EventRegistration).join(Event, Event.id == EventRegistration.event_id)
         .where(EventRegistration.member_id == member_id)
     )
-    clause = event_service.visibility_clause(me)
+    clause = scope_filter(me, "events.read", Event)
     if clause is not None:
         stmt = stmt.where(clause)
     total = db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
@@ -350,26 +328,14 @@ def member_events(member_id: int):
 
 
 def checkin_input() -> dict[str, Any]:
-    """The check-in body: exactly one of token / member_id, an optional gate and nonce."""
-    data = json_object()
-    reject_unknown(data, {"token", "member_id", "gate", "nonce"})
-    check_types(data, {"token": "string", "member_id": "id", "gate": "string", "nonce": "string"},
-                nullable={"token", "member_id", "gate", "nonce"})
-    token, member_id = data.get("token"), data.get("member_id")
-    if (token is None) == (member_id is None):
-        raise ApiError(422, "Send either the scanned token or a member_id.", {"field": "token"})
-    if data.get("gate") is not None and len(data["gate"]) > event_service.MAX_GATE_CHARS:
-        raise ApiError(422, f"'gate' is {event_service.MAX_GATE_CHARS} characters at most.", {"field": "gate"})
-    nonce = data.get("nonce")
-    if nonce is not None and not event_service.valid_nonce(nonce):
-        raise ApiError(422, "'nonce' is 1-64 letters, digits or . _ : - (a UUID is ideal).", {"field": "nonce"})
-    return {"token": token, "member_id": member_id, "gate": data.get("gate"), "nonce": nonce}
+    """The check-in body, read by the parser the console's check-in shares (``services.checkin_input``)."""
+    return parse_checkin(json_object())
 
 
 @bp.post("/events/<pk:event_id>/checkin")
 def checkin(event_id: int):
     """Check a member in at the door; 200 with the answer whatever was presented."""
-    event = _managed_event(event_id, "events.update")
+    event = _event(event_id, "events.update")
     answer = event_service.check_in(actor(), event, **checkin_input())
     db.session.commit()
     return jsonify(answer)

@@ -45,7 +45,6 @@ def export_members():
         raise ApiError(422, exc.message, {"field": "format"}) from None
     unit = db.session.get(Unit, filters["unit_id"]) if filters["unit_id"] else None
     exports.record_export(me, fmt, columns, filters, rows, unit_id=unit.id if unit else None, source="api")
-    db.session.commit()
     response = Response(stream_with_context(exports.chunks(fmt, clauses, columns)), mimetype=exports.FORMATS[fmt])
     response.headers["Content-Disposition"] = f'attachment; filename="{exports.filename(fmt)}"'
     response.headers["Cache-Control"] = "no-store"

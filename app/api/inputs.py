@@ -16,6 +16,7 @@ from werkzeug.exceptions import BadRequest
 
 from app.api import MAX_ID
 from app.api.errors import ApiError
+from app.services.inputs import parse_int
 
 # Python type(s) accepted per kind of field, and how to name them to a client.
 _KINDS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -128,11 +129,9 @@ def int_arg(name: str, default: int | None = None, *, minimum: int | None = None
     raw = request.args.get(name)
     if raw is None or raw.strip() == "":
         return default
-    raw = raw.strip()
-    # int() would accept "1_000" and other spellings; a plain run of digits is what clients mean.
-    if not (raw.isascii() and (raw.isdigit() or (raw[0] == "-" and raw[1:].isdigit()))) or len(raw) > 30:
+    value = parse_int(raw)  # a plain run of ASCII digits; int() would take "1_000" and "\u0661\u0662" too
+    if value is None:
         raise ApiError(400, f"The query parameter '{name}' must be an integer.", {"field": name})
-    value = int(raw)
     if minimum is not None and value < minimum:
         raise ApiError(422, f"'{name}' must be at least {minimum}.", {"field": name, "minimum": minimum})
     if maximum is not None and value > maximum:

@@ -23,7 +23,8 @@ from app.api.inputs import check_types, int_arg, json_object, text_arg
 from app.api.serialize import member_json, page_of
 from app.extensions import db
 from app.models import MEMBER_STATUSES, Member, Unit
-from app.security import get_scoped_or_404, has_permission, scoped, subtree_unit_ids
+from app.security import has_permission, load_for, scoped, subtree_unit_ids
+from app.services import member_search
 from app.services import members as member_service
 
 DEFAULT_PER_PAGE = 50
@@ -39,7 +40,7 @@ FIELD_KINDS: dict[str, str] = {
 # Everything but the names and the unit may be cleared by sending null.
 NULLABLE = frozenset(FIELD_KINDS) - {"first_name", "last_name", "unit_id"}
 
-VERBS = {"members.update": "change", "members.delete": "delete"}
+VERBS = {"members.read": "see", "members.update": "change", "members.delete": "delete"}
 
 
 def _member_body() -> dict[str, Any]:
@@ -56,29 +57,16 @@ def _require_permission(permission: str) -> None:
 
 
 def _member_for(member_id: int, permission: str) -> Member:
-    """A live member the caller may act on with ``permission``.
-
-    Out of the caller's read scope: 404, as if missing. Visible but not theirs
-    to change or delete (a coordinator deleting in their own ward): 403, which
-    reveals nothing they could not already read.
-    """
-    me = actor()
-    if not (has_permission(me, permission) or has_permission(me, "members.read")):
-        _require_permission(permission)
-    stmt = scoped(select(Member).where(Member.id == member_id, Member.deleted_at.is_(None)), me, permission)
-    member = db.session.scalar(stmt)
-    if member is not None:
-        return member
-    get_scoped_or_404(Member, member_id, me, "members.read")
-    raise ApiError(403, f"You may not {VERBS.get(permission, 'do this to')} this member.",
-                   {"permission": permission})
+    """A live member the caller may act on with ``permission``: 404 out of reach, 403 without the right."""
+    verb = VERBS.get(permission, "do this to")
+    return load_for(actor(), Member, member_id, permission, message=f"You may not {verb} this member.")
 
 
 def _filter_clauses(filters: dict[str, Any]) -> list[ColumnElement[bool]]:
     """The WHERE clauses of a list request, built once for both the page and the total."""
     clauses: list[ColumnElement[bool]] = [Member.deleted_at.is_(None)]
     try:
-        search = member_service.search_clause(filters["q"]) if filters["q"] else None
+        search = member_search.search_clause(filters["q"], live_only=True) if filters["q"] else None
     except ValueError:  # e.g. a word ending in U+10FFFF has no next character for the prefix range
         raise ApiError(422, "This search text cannot be searched for.", {"field": "q"}) from None
     if search is not None:
@@ -148,8 +136,7 @@ def create_member():
 
 @bp.get("/members/<pk:member_id>")
 def get_member(member_id: int):
-    _require_permission("members.read")
-    return jsonify(member_json(get_scoped_or_404(Member, member_id, actor(), "members.read")))
+    return jsonify(member_json(_member_for(member_id, "members.read")))
 
 
 @bp.put("/members/<pk:member_id>")

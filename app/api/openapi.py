@@ -79,8 +79,8 @@ ERROR_RESPONSES = {
     409: ("Conflict", "A duplicate (details.field; details.existing_id when you may see it) or a state "
                       "conflict such as deleting a system role."),
     413: ("PayloadTooLarge", "The request body is too large."),
-    422: ("ValidationError", "A value broke a rule; details.field names the field."),
-    423: ("Locked", "The account is locked after too many failed logins."),
+    422: ("ValidationError", "A value broke a rule; details.field names the (first) field and, when the "
+                             "body's fields were checked, details.fields maps every field at fault to its message."),
     429: ("TooManyRequests", "Rate limit exceeded; see the Retry-After header."),
 }
 
@@ -130,7 +130,7 @@ MEMBER_INPUT_PROPERTIES: dict[str, Schema] = {
     "unit_id": {**ID, "description": "The member's unit (usually a ward); must be within your area."},
     "joined_on": nullable({**DATE, "description": "Defaults to today."}),
     "notes": nullable({"type": "string", "maxLength": 5000}),
-    "tags": nullable({**STRING_LIST, "description": "Tag names; replaces the member's tags."}),
+    "tags": nullable({**STRING_LIST, "description": "Tag names (50 different ones at most); replaces the member's tags."}),
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -235,8 +235,12 @@ SCHEMAS: dict[str, Schema] = {
          "assigned_at": DATETIME, "expires_at": nullable(DATETIME)},
         ["id", "user_id", "role", "role_id", "unit_id", "assigned_by", "assigned_at", "expires_at"],
     ),
-    "RoleAssignmentList": obj({"user_id": ID, "items": {"type": "array", "items": ref("RoleAssignment")}},
-                              ["user_id", "items"]),
+    "RoleAssignmentList": obj(
+        {"user_id": ID, "items": {"type": "array", "items": ref("RoleAssignment")},
+         "hidden": {"type": "integer", "minimum": 0,
+                    "description": "Assignments outside your users.read scope, not listed."}},
+        ["user_id", "items", "hidden"],
+    ),
     "RoleAssignmentCreate": obj(
         {"role": nullable({"type": "string", "description": "Role name (or give role_id)."}),
          "role_id": nullable(ID),
@@ -248,8 +252,10 @@ SCHEMAS: dict[str, Schema] = {
     "UnitRef": obj({"id": ID, "name": STRING, "code": STRING}, ["id", "name", "code"]),
     "EffectivePermission": obj(
         {"permission": STRING, "scope": {"type": "string", "enum": ["global", "units"]},
-         "units": {"type": "array", "items": ref("UnitRef")}},
-        ["permission", "scope", "units"],
+         "units": {"type": "array", "items": ref("UnitRef")},
+         "hidden": {"type": "integer", "minimum": 0,
+                    "description": "Units outside your users.read scope, not listed."}},
+        ["permission", "scope", "units", "hidden"],
     ),
     "EffectivePermissionList": obj(
         {"user_id": ID, "items": {"type": "array", "items": ref("EffectivePermission")}}, ["user_id", "items"]
@@ -285,9 +291,10 @@ PATHS: dict[str, dict[str, Schema]] = {
     "/auth/token": {
         "post": operation(
             "api.issue_token", "Get a bearer token", "auth",
-            {"200": ok("A new token.", ref("Token")), **errors(400, 422, 423, 429)},
-            description="Checks email and password like the login page, sharing its lockout (after "
-                        "repeated failures the account answers 423) and its per-IP rate limit (429).",
+            {"200": ok("A new token.", ref("Token")), **errors(400, 422, 429)},
+            description="Checks email and password like the login page, sharing its lockout (repeated "
+                        "failures from one address lock that address out of the account; a locked "
+                        "address answers 401 like a wrong password) and its per-IP rate limit (429).",
             body=json_body(ref("TokenRequest")), authenticated=False,
         ),
         "delete": operation(

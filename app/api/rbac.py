@@ -21,7 +21,7 @@ from app.api.inputs import check_types, json_object, parse_datetime, reject_unkn
 from app.api.serialize import assignment_json, permission_json, role_json
 from app.extensions import db
 from app.models import Permission, Role, RoleAssignment, Unit, User
-from app.security import can, get_scoped_or_404, has_permission
+from app.security import can, load_for
 from app.services import rbac as rbac_service
 
 
@@ -140,23 +140,14 @@ def _visible_user(user_id: int) -> User:
     me = actor()
     if user_id == me.id:
         return me
-    if not has_permission(me, "users.read"):
-        raise ApiError(403, "You do not have permission to see other users.", {"permission": "users.read"})
-    return get_scoped_or_404(User, user_id, me, "users.read")
-
-
-def _require_user_update() -> None:
-    if not has_permission(actor(), "users.update"):
-        raise ApiError(403, "You do not have permission to change users' roles.", {"permission": "users.update"})
+    return load_for(me, User, user_id, "users.read")
 
 
 @bp.get("/users/<pk:user_id>/roles")
 def list_user_roles(user_id: int):
     user = _visible_user(user_id)
-    rows = db.session.scalars(
-        select(RoleAssignment).where(RoleAssignment.user_id == user.id).order_by(RoleAssignment.id)
-    )
-    return jsonify({"user_id": user.id, "items": [assignment_json(a) for a in rows]})
+    shown, hidden = rbac_service.visible_assignments(actor(), user)
+    return jsonify({"user_id": user.id, "items": [assignment_json(a) for a in shown], "hidden": hidden})
 
 
 @bp.post("/users/<pk:user_id>/roles")
@@ -166,8 +157,7 @@ def assign_user_role(user_id: int):
     The service refuses assignments outside the caller's users.update scope
     and roles carrying permissions the caller does not hold there (403).
     """
-    user = _visible_user(user_id)
-    _require_user_update()
+    user = load_for(actor(), User, user_id, "users.update")
     data = json_object()
     reject_unknown(data, {"role", "role_id", "unit_id", "expires_at"})
     check_types(data, {"role": "string", "role_id": "id", "unit_id": "id", "expires_at": "string"},
@@ -194,9 +184,8 @@ def assign_user_role(user_id: int):
 @bp.delete("/users/<pk:user_id>/roles/<pk:assignment_id>")
 def remove_user_role(user_id: int, assignment_id: int):
     user = _visible_user(user_id)
-    _require_user_update()
-    assignment = db.session.get(RoleAssignment, assignment_id)
-    if assignment is None or assignment.user_id != user.id:
+    assignment = load_for(actor(), RoleAssignment, assignment_id, "users.update")
+    if assignment.user_id != user.id:
         raise ApiError(404, "This user has no such role assignment.")
     rbac_service.unassign_role(actor(), assignment)
     db.session.commit()
@@ -207,4 +196,4 @@ def remove_user_role(user_id: int, assignment_id: int):
 def user_permissions(user_id: int):
     """What the user may do and where (one row per permission, with the units it covers)."""
     user = _visible_user(user_id)
-    return jsonify({"user_id": user.id, "items": rbac_service.effective_permissions(user)})
+    return jsonify({"user_id": user.id, "items": rbac_service.effective_permissions(user, viewer=actor())})

@@ -16,7 +16,7 @@ from app.api.errors import ApiError
 from app.api.serialize import unit_json
 from app.extensions import db
 from app.models import Unit
-from app.security import get_scoped_or_404, has_permission, scope_unit_ids
+from app.security import has_permission, load_for, scope_unit_ids
 from app.services import geo
 
 
@@ -35,8 +35,7 @@ def list_units():
 
 @bp.get("/units/<pk:unit_id>")
 def get_unit(unit_id: int):
-    _require_members_read()
-    unit = get_scoped_or_404(Unit, unit_id, actor(), "members.read")
+    unit = load_for(actor(), Unit, unit_id, "members.read")
     ancestor_ids = [i for i in unit.ancestor_ids if i != unit.id]
     ancestors = db.session.scalars(select(Unit).where(Unit.id.in_(ancestor_ids))).all() if ancestor_ids else []
     by_id = {u.id: u for u in ancestors}

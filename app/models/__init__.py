@@ -11,7 +11,7 @@ from app.models.geo import Unit
 from app.models.imports import ImportMapping, ImportUpload
 from app.models.jobs import Job, JobFile
 from app.models.people import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag
-from app.models.rbac import ApiToken, Permission, Role, RoleAssignment, User
+from app.models.rbac import ApiToken, LoginFailure, Permission, Role, RoleAssignment, User
 
 __all__ = [
     "ApiToken",
@@ -34,6 +34,7 @@ __all__ = [
     "ImportUpload",
     "Job",
     "JobFile",
+    "LoginFailure",
     "MEMBER_STATUSES",
     "Member",
     "MemberPhoto",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timezone
 
 from sqlalchemy import DateTime, String
@@ -11,6 +12,26 @@ from sqlalchemy.types import TypeDecorator
 def utcnow() -> datetime:
     """Timezone-aware now; stored as UTC in every database."""
     return datetime.now(timezone.utc)
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive key: 'Müller' -> 'muller' (search keys such as members.surname_key)."""
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
+
+
+def folded(source: str):
+    """A column default: ``fold`` of column ``source`` in the same INSERT.
+
+    It applies to ORM and Core inserts alike (an executemany computes it per
+    row), so no write path can leave a search key empty; updates that change
+    ``source`` set the key themselves.
+    """
+
+    def default(context) -> str:
+        return fold(context.get_current_parameters().get(source) or "")
+
+    return default
 
 
 class UTCDateTime(TypeDecorator):

@@ -8,7 +8,7 @@ from sqlalchemy import Column, Date, ForeignKey, Index, LargeBinary, String, Tab
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import UTCDateTime, binary_string, utcnow
+from app.models.base import UTCDateTime, binary_string, folded, utcnow
 
 MEMBER_STATUSES = ("pending", "active", "suspended", "lapsed", "resigned", "deceased", "expelled")
 GENDERS = ("female", "male", "other", "unspecified")
@@ -60,6 +60,14 @@ class Member(db.Model):
             sqlite_where=Column("deleted_at").is_(None),
             postgresql_where=Column("deleted_at").is_(None),
         ),
+        # The same for a first name searched alone ("mwi" finds Mwila).
+        Index(
+            "ix_members_first_name_key",
+            "first_name_key",
+            "id",
+            sqlite_where=Column("deleted_at").is_(None),
+            postgresql_where=Column("deleted_at").is_(None),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -67,13 +75,16 @@ class Member(db.Model):
     first_name: Mapped[str] = mapped_column(String(80))
     last_name: Mapped[str] = mapped_column(String(80))
     other_names: Mapped[str | None] = mapped_column(String(120))
-    # Case-folded surname, for indexed prefix search ("smi" finds "Smith").
-    surname_key: Mapped[str] = mapped_column(binary_string(80), default="")
+    # Case- and accent-folded names, for indexed prefix search ("smi" finds "Smith").
+    surname_key: Mapped[str] = mapped_column(binary_string(80), default=folded("last_name"))
+    # (The server default only lets migration 0007 add the column in place on SQLite.)
+    first_name_key: Mapped[str] = mapped_column(binary_string(80), default=folded("first_name"), server_default="")
     gender: Mapped[str | None] = mapped_column(String(12))
     date_of_birth: Mapped[date | None] = mapped_column(Date)
     national_id: Mapped[str | None] = mapped_column(String(40), unique=True)
     phone: Mapped[str | None] = mapped_column(String(20), index=True)  # E.164
-    email: Mapped[str | None] = mapped_column(String(254), index=True)  # lower-cased
+    # Lower-cased; byte-ordered so an email prefix ("ann.b@") is an index range.
+    email: Mapped[str | None] = mapped_column(binary_string(254), index=True)
     address: Mapped[str | None] = mapped_column(Text)
     # Indexed by ix_members_live_unit_id only: a plain unit_id index tempts
     # SQLite's planner away from the partial one and costs 25x on counts.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
@@ -56,6 +57,11 @@ class Role(db.Model):
         return self.name
 
 
+def new_session_token() -> str:
+    """A fresh random session id: replacing a user's ends every session signed with the old one."""
+    return secrets.token_urlsafe(32)
+
+
 class User(UserMixin, db.Model):
     __tablename__ = "users"
 
@@ -63,8 +69,9 @@ class User(UserMixin, db.Model):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     active: Mapped[bool] = mapped_column(default=True)
-    failed_logins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the session cookie names the user by (Flask-Login's get_id), instead of the
+    # id: logout, a password change and deactivation replace it, so a copied cookie dies.
+    session_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_session_token)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_ip: Mapped[str | None] = mapped_column(String(64))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), unique=True)
@@ -77,9 +84,24 @@ class User(UserMixin, db.Model):
         cascade="all, delete-orphan",
     )
 
+    login_failures: Mapped[list[LoginFailure]] = relationship(
+        primaryjoin="User.email == foreign(LoginFailure.email)",
+        viewonly=True,
+        order_by="LoginFailure.last_failed_at.desc()",
+    )
+
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
+
+    def get_id(self) -> str:
+        return self.session_token
+
+    @property
+    def locks(self) -> list[LoginFailure]:
+        """The addresses this account is locked for right now (after too many failed sign-ins)."""
+        now = utcnow()
+        return [f for f in self.login_failures if f.locked_until is not None and f.locked_until > now]
 
     def __str__(self) -> str:
         return self.email
@@ -123,3 +145,23 @@ class ApiToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship()
+
+
+class LoginFailure(db.Model):
+    """Failed sign-ins for one login email from one network address.
+
+    Counting per account *and* address means that whoever hammers an account
+    locks only their own address out; the owner still signs in from anywhere
+    else. Rows are keyed by the email as typed (lower-cased), whether or not an
+    account has it, so unknown emails behave exactly like real ones.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (UniqueConstraint("email", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    address: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

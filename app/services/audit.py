@@ -14,6 +14,7 @@ from flask import has_request_context, request
 
 from app.extensions import db
 from app.models import AuditEntry
+from app.models.base import utcnow
 
 
 def _jsonable(value: Any) -> Any:
@@ -64,3 +65,22 @@ def record(
     db.session.add(entry)
     db.session.flush()
     return entry
+
+
+def record_many(actor: Any, entries: list[dict[str, Any]]) -> None:
+    """Add many audit entries in one executemany (bulk imports): ``record``'s fields, without ORM objects.
+
+    Each entry gives ``action``, ``object_type``, ``object_id``, ``unit_id``,
+    ``summary`` and ``changes``; the time, actor, IP and user agent are added here.
+    """
+    if not entries:
+        return
+    ip = user_agent = None
+    if has_request_context():
+        ip, user_agent = request.remote_addr, (request.user_agent.string or "")[:255]
+    now = utcnow()
+    rows = [{"at": now, "actor_id": getattr(actor, "id", None), "ip": ip, "user_agent": user_agent,
+             **entry, "summary": (entry.get("summary") or "")[:500],
+             "changes": {k: _jsonable(v) for k, v in entry["changes"].items()} if entry.get("changes") else None}
+            for entry in entries]
+    db.session.execute(AuditEntry.__table__.insert(), rows)

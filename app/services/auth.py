@@ -1,81 +1,158 @@
-"""Passwords, login with lockout, and API bearer tokens.
+"""Passwords, sign-in with lockout, sessions, and API bearer tokens.
 
 The same ``authenticate`` serves the console login page and the API token
-endpoint, so both share the lockout rule: after LOGIN_MAX_ATTEMPTS failures
-in a row the account is locked for LOGIN_LOCK_MINUTES.
+endpoint, so both share one lockout rule. Failures are counted per login
+email *and* network address (``LoginFailure``): after LOGIN_MAX_ATTEMPTS
+failures that address may not sign in to that account for
+LOGIN_LOCK_MINUTES, doubling with every further failure up to
+LOGIN_LOCK_MAX_MINUTES. So an attacker hammering an account locks out only
+themselves; the owner signs in from any other address.
+
+Nothing in the answer tells an attacker more than "wrong email or password":
+an unknown email, a wrong password and a locked address answer the same
+(status, message) and take the same time, because every attempt runs exactly
+one password hash of the configured algorithm and cost.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from flask import current_app, has_request_context, request
-from sqlalchemy import bindparam, select
+from flask import current_app
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.database import write_aside
 from app.extensions import db
-from app.models import ApiToken, User
+from app.models import ApiToken, LoginFailure, User
 from app.models.base import utcnow
+from app.models.rbac import new_session_token
 from app.services import audit
 from app.services.errors import ServiceError
 
-# Checked against when the email is unknown, so timing does not reveal which emails exist.
-_DUMMY_HASH = generate_password_hash("not-a-real-password", method="pbkdf2:sha256:1000")
 MIN_PASSWORD_LENGTH = 10
 LAST_USED_PRECISION = timedelta(minutes=1)
+WRONG_CREDENTIALS = "Wrong email or password."
+# Stands in for a stored hash when there is none to check (unknown email, locked
+# address), one per hashing method, so those attempts cost what a real check costs.
+_DUMMY_HASHES: dict[str, str] = {}
 
 
 def hash_password(password: str) -> str:
-    method = current_app.config.get("PASSWORD_METHOD", "scrypt")
-    return generate_password_hash(password, method=method)
+    return generate_password_hash(password, method=_password_method())
+
+
+def _password_method() -> str:
+    return current_app.config.get("PASSWORD_METHOD", "scrypt")
+
+
+def _dummy_hash() -> str:
+    method = _password_method()
+    if method not in _DUMMY_HASHES:
+        _DUMMY_HASHES[method] = generate_password_hash(secrets.token_urlsafe(16), method=method)
+    return _DUMMY_HASHES[method]
 
 
 def set_password(user: User, password: str) -> None:
+    """Set a new password; every session signed in with the old one ends."""
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise ServiceError(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.", field="password")
     user.password_hash = hash_password(password)
+    end_sessions(user)
+
+
+def end_sessions(user: User) -> None:
+    """Sign the user out everywhere: session cookies name the user by this token."""
+    user.session_token = new_session_token()
 
 
 class LoginError(ServiceError):
-    """Wrong credentials or a locked/inactive account (401; 423 when locked)."""
+    """Wrong credentials, a locked address or an inactive account (401)."""
 
 
-def authenticate(email: str, password: str) -> User:
-    """Check credentials, applying the lockout; flushes the counters either way."""
-    email = (email or "").strip().lower()
-    user = db.session.scalar(select(User).where(User.email == email))
+def authenticate(email: str, password: str, address: str | None = None) -> User:
+    """Check credentials from ``address`` (the client's IP), applying the lockout.
+
+    Flushes the failure count either way: the caller commits even when this
+    raises, or the lockout could be dodged.
+    """
+    email = (email or "").strip().lower()[:254]  # no account has a longer one; the failure row's key fits
+    address = (address or "unknown")[:64]
     now = utcnow()
-    if user is None:
-        check_password_hash(_DUMMY_HASH, password or "")
-        raise LoginError("Wrong email or password.", status=401)
-    if user.locked_until is not None and user.locked_until > now:
-        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
-        raise LoginError(
-            f"Too many failed attempts: this account is locked for {minutes} more minute(s).", status=423
-        )
-    if not user.password_hash or not check_password_hash(user.password_hash, password or ""):
-        user.failed_logins += 1
-        max_attempts = current_app.config["LOGIN_MAX_ATTEMPTS"]
-        if user.failed_logins >= max_attempts:
-            user.locked_until = now + timedelta(minutes=current_app.config["LOGIN_LOCK_MINUTES"])
-            user.failed_logins = 0
-            audit.record(user, "login.locked", user, summary=f"{user.email} locked after {max_attempts} failures")
-        else:
-            audit.record(user, "login.failed", user, summary=f"Failed login for {user.email}")
-        db.session.flush()
-        raise LoginError("Wrong email or password.", status=401)
+    user = db.session.scalar(select(User).where(User.email == email))
+    failure = db.session.scalar(
+        select(LoginFailure).where(LoginFailure.email == email, LoginFailure.address == address)
+    )
+    locked = failure is not None and failure.locked_until is not None and failure.locked_until > now
+    stored = user.password_hash if user is not None and user.password_hash and not locked else None
+    # Exactly one hash check on every path, so the answer takes as long whatever the reason.
+    matches = check_password_hash(stored or _dummy_hash(), password or "")
+    if locked:
+        raise LoginError(WRONG_CREDENTIALS, status=401)
+    if stored is None or not matches:
+        _count_failure(email, address, user, now)
+        raise LoginError(WRONG_CREDENTIALS, status=401)
     if not user.active:
         raise LoginError("This account is disabled.", status=401)
-    user.failed_logins = 0
-    user.locked_until = None
+    if failure is not None:
+        db.session.delete(failure)
     user.last_login_at = now
-    user.last_login_ip = request.remote_addr if has_request_context() else None
+    user.last_login_ip = address
     audit.record(user, "login", user, summary=f"{user.email} logged in")
     db.session.flush()
     return user
+
+
+def _count_failure(email: str, address: str, user: User | None, now: datetime) -> None:
+    """One more failure for (email, address); lock that address out once there are too many."""
+    config = current_app.config
+    failures = _bump_failures(email, address, now)
+    over = failures - config["LOGIN_MAX_ATTEMPTS"]
+    if over >= 0:
+        minutes = min(config["LOGIN_LOCK_MINUTES"] * 2 ** min(over, 20), config["LOGIN_LOCK_MAX_MINUTES"])
+        db.session.execute(
+            update(LoginFailure)
+            .where(LoginFailure.email == email, LoginFailure.address == address)
+            .values(locked_until=now + timedelta(minutes=minutes))
+        )
+    # Counts of addresses that have been quiet for the longest lock are forgotten.
+    forget_before = now - timedelta(minutes=config["LOGIN_LOCK_MAX_MINUTES"])
+    db.session.execute(delete(LoginFailure).where(LoginFailure.last_failed_at < forget_before))
+    if user is not None:
+        if over >= 0:
+            audit.record(user, "login.locked", user,
+                         summary=f"{user.email} locked for {minutes} minutes from {address} after {failures} failures")
+        else:
+            audit.record(user, "login.failed", user, summary=f"Failed login for {user.email} from {address}")
+    db.session.flush()
+
+
+def _bump_failures(email: str, address: str, now: datetime) -> int:
+    """Add one failure with a single upsert, so simultaneous attempts all count."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(LoginFailure).values(email=email, address=address, failures=1, last_failed_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[LoginFailure.email, LoginFailure.address],
+        set_={"failures": LoginFailure.failures + 1, "last_failed_at": now},
+    ).returning(LoginFailure.failures)
+    db.session.flush()
+    return db.session.execute(stmt).scalar_one()
+
+
+def clear_failures(user: User) -> int:
+    """Forget the user's failed sign-ins from every address; returns how many addresses were locked."""
+    now = utcnow()
+    locked = sum(1 for f in user.login_failures if f.locked_until is not None and f.locked_until > now)
+    db.session.execute(delete(LoginFailure).where(LoginFailure.email == user.email))
+    db.session.expire(user, ["login_failures"])
+    return locked
 
 
 def _token_hash(token: str) -> str:
@@ -107,10 +184,27 @@ def user_for_token(token: str) -> tuple[User, ApiToken] | None:
         return None
     if not row.user.active:
         return None
-    # A minute's precision is plenty, and spares busy clients (a gate scanning cards) a write per request.
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
-        row.last_used_at = now
+        _note_use(row.id, now)
     return row.user, row
+
+
+def _note_use(token_id: int, now: datetime) -> None:
+    """Record a token's use, at most once a minute, however many requests race to do it.
+
+    Most requests that carry a token only read, so the write goes through
+    ``write_aside`` (a short transaction that waits for the write lock), never
+    into the reading one; the condition in the UPDATE keeps concurrent first
+    uses to one change. A minute's precision is plenty, and spares busy
+    clients (a gate scanning cards) a write per request.
+    """
+    with write_aside():
+        db.session.execute(
+            update(ApiToken)
+            .where(ApiToken.id == token_id,
+                   or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= now - LAST_USED_PRECISION))
+            .values(last_used_at=now)
+        )
 
 
 def revoke_token(actor: User, row: ApiToken) -> None:

@@ -38,15 +38,16 @@ from datetime import date, timedelta
 from typing import Any, Iterable
 
 from cryptography.exceptions import InvalidSignature
-from flask import current_app, has_request_context, request
+from flask import current_app
 from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.config import DEFAULT_PUBLIC_URL
 from app.extensions import db
 from app.models import CARD_STATUSES, CARD_TYPES, CardTransaction, Member, MembershipCard
 from app.models.base import utcnow
 from app.models.cards import CURRENT_STATUSES
-from app.security import can
+from app.security import authorize
 from app.services import audit, card_keys
 from app.services.counters import allocate
 from app.services.errors import ServiceError
@@ -54,7 +55,8 @@ from app.services.errors import ServiceError
 __all__ = [
     "CardNumberError", "Verification", "card_token", "verify_token", "issue_card", "issue_cards", "renew_card",
     "suspend_card", "reactivate_card", "revoke_card", "reissue_card", "change_card_status", "follow_member_status",
-    "expire_cards", "current_card", "parse_card_number", "verification_url", "luhn_digit",
+    "follow_member_statuses", "expire_cards", "current_card", "parse_card_number", "verification_url", "luhn_digit",
+    "scanned_token",
 ]
 
 PREFIX_RE = re.compile(r"^[A-Z0-9]{1,8}$")
@@ -158,9 +160,9 @@ def _check_type(card_type: str) -> str:
 # --- lifecycle ---------------------------------------------------------------------------
 
 
-def _check_scope(actor, member: Member, permission: str) -> None:
-    if actor is not None and not can(actor, permission, member.unit):
-        raise ServiceError("That member is outside your area.", status=403)
+def _check_scope(actor, obj: Member | MembershipCard, permission: str) -> None:
+    """The one authority decides: out of reach is NotFound, in reach without the right Forbidden."""
+    authorize(actor, permission, obj, message="You may not issue or change cards here.")
 
 
 def _check_member_active(member: Member, doing: str) -> None:
@@ -262,7 +264,7 @@ def renew_card(actor, card: MembershipCard, reason: str = "", *, today: date | N
     """Extend an active or expired card by its type's period, from the later of today and its expiry."""
     today = today or date.today()
     member = card.member
-    _check_scope(actor, member, "cards.update")
+    _check_scope(actor, card, "cards.update")
     status = card.effective_status(today)
     if card.card_type == "lifetime":
         raise ServiceError(f"{card.card_number} is a lifetime card: it never expires.", status=409)
@@ -299,13 +301,13 @@ def _transition(actor, card: MembershipCard, kind: str, allowed: tuple[str, ...]
 
 def suspend_card(actor, card: MembershipCard, reason: str) -> MembershipCard:
     """Take an active card out of use for now (it verifies as suspended)."""
-    _check_scope(actor, card.member, "cards.update")
+    _check_scope(actor, card, "cards.update")
     return _transition(actor, card, "suspended", ("active",), "suspended", _reason(reason, True, "suspend"))
 
 
 def reactivate_card(actor, card: MembershipCard, reason: str) -> MembershipCard:
     """Put a suspended card back in use; its member must be active."""
-    _check_scope(actor, card.member, "cards.update")
+    _check_scope(actor, card, "cards.update")
     if card.status == "suspended":
         _check_member_active(card.member, "reactivating the card")
     return _transition(actor, card, "reactivated", ("suspended",), "active", _reason(reason, True, "reactivate"))
@@ -313,7 +315,7 @@ def reactivate_card(actor, card: MembershipCard, reason: str) -> MembershipCard:
 
 def revoke_card(actor, card: MembershipCard, reason: str) -> MembershipCard:
     """End a card for good (it verifies as revoked)."""
-    _check_scope(actor, card.member, "cards.update")
+    _check_scope(actor, card, "cards.update")
     return _transition(actor, card, "revoked", ("active", "suspended", "expired"), "revoked",
                        _reason(reason, True, "revoke"))
 
@@ -321,7 +323,7 @@ def revoke_card(actor, card: MembershipCard, reason: str) -> MembershipCard:
 def reissue_card(actor, card: MembershipCard, reason: str) -> MembershipCard:
     """Replace a lost or damaged card: the old one is revoked, the new one has a new number."""
     member = card.member
-    _check_scope(actor, member, "cards.create")
+    _check_scope(actor, card, "cards.create")
     reason = _reason(reason, True, "reissue")
     status = card.effective_status()
     if status != "active":
@@ -367,12 +369,18 @@ def follow_member_status(actor, member: Member, old: str, new: str, reason: str)
     of status is what the actor was allowed to do, so no card permission is
     needed here.
     """
+    follow_member_statuses(actor, {member.id: new}, reason)
+
+
+def follow_member_statuses(actor, new_statuses: dict[int, str], reason: str) -> None:
+    """``follow_member_status`` for many members at once (imports): one query finds their current cards."""
     cards = db.session.scalars(
-        select(MembershipCard).where(MembershipCard.member_id == member.id,
+        select(MembershipCard).where(MembershipCard.member_id.in_(list(new_statuses)),
                                      MembershipCard.status.in_(CURRENT_STATUSES))
-    ).all()
-    why = f"Member {new}: {reason}" if reason else f"Member {new}"
+    ).all() if new_statuses else []
     for card in cards:
+        new = new_statuses[card.member_id]
+        why = f"Member {new}: {reason}" if reason else f"Member {new}"
         if new == "suspended" and card.status == "active":
             _transition(actor, card, "suspended", ("active",), "suspended", why)
         elif new == "active" and card.status == "suspended":
@@ -546,6 +554,29 @@ _VERIFY_ROW = (
 )
 
 
+MAX_SCAN_CHARS = 2048  # far more than any QR code on a card holds
+
+
+def scanned_token(raw: Any) -> str:
+    """The credential in what was scanned or typed: a bare code, or the URL printed in the card's QR.
+
+    ``https://<host>/<any path>/verify/<code>`` (with or without a query,
+    fragment or trailing slash) and ``/verify/<code>`` give ``<code>``; other
+    text comes back trimmed (of spaces, a query or a trailing slash). A URL
+    with no code after ``/verify/``, anything that is not text, and text
+    longer than MAX_SCAN_CHARS give "", which ``verify_token`` calls invalid.
+    The verification page, the verify API and the door check-in all read
+    scans through here.
+    """
+    if not isinstance(raw, str) or len(raw) > MAX_SCAN_CHARS:
+        return ""
+    text = raw.strip().split("#", 1)[0].split("?", 1)[0].rstrip("/")  # a code holds none of # ? /
+    if "://" not in text and not text.startswith("/"):
+        return text
+    _, found, code = text.rpartition("/verify/")
+    return code if found and "/" not in code else ""
+
+
 def verify_token(token: str, *, today: date | None = None) -> Verification:
     """What a scanned code is worth: signature first, then the register. Never raises on bad input."""
     try:
@@ -587,9 +618,10 @@ def verification_url(card: MembershipCard, base_url: str | None = None) -> str:
 
 
 def verify_base_url(base_url: str | None = None) -> str:
-    """``<public URL>/verify/``: MUSTER_PUBLIC_URL, else this request's host, else localhost."""
-    base = base_url or current_app.config.get("PUBLIC_URL")
-    if not base and has_request_context():
-        base = request.url_root
-    base = (base or "http://localhost:5000").rstrip("/")
+    """``<public URL>/verify/``: the given base, else MUSTER_PUBLIC_URL.
+
+    Never the request's Host header: anyone can send any Host, and what is
+    printed on a card or mailed must point at the real site.
+    """
+    base = (base_url or current_app.config.get("PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/")
     return f"{base}/verify/"

@@ -1,8 +1,11 @@
-"""The one exception type services raise when a rule is broken."""
+"""The exceptions services raise: a broken rule (`ServiceError`) or access denied (`NotFound`, `Forbidden`)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import werkzeug.exceptions
+from werkzeug.exceptions import HTTPException
 
 
 class ServiceError(Exception):
@@ -39,3 +42,50 @@ class DuplicateError(ServiceError):
             details={"field": field, "existing_id": existing_id} if field else None,
         )
         self.existing_id = existing_id
+
+
+class AccessDenied(HTTPException):
+    """The actor may not do this: raised by ``app.security.authorize`` and ``load_for`` only.
+
+    These are HTTP errors on purpose, so every face answers the same way
+    without code of its own: the console and portal render their error page,
+    the API its JSON error, and a view's ``except ServiceError`` (which turns
+    broken rules into form messages) never swallows them. CLI commands and
+    tasks catch ``AccessDenied`` and report its ``message``.
+    """
+
+    @property
+    def message(self) -> str:
+        """The refusal in words, as ``ServiceError.message`` (so one ``except`` can report both)."""
+        return self.description or ""
+
+
+class NotFound(AccessDenied, werkzeug.exceptions.NotFound):
+    """Missing, or outside the actor's scope: the two answer alike, so scope reveals nothing."""
+
+    description = "There is no such record, or it is outside your area."
+
+
+class Forbidden(AccessDenied, werkzeug.exceptions.Forbidden):
+    """Inside the actor's scope, but the actor lacks the permission for this action."""
+
+    description = "You do not have permission to do this."
+
+    def __init__(self, description: str | None = None, *, permission: str | None = None) -> None:
+        super().__init__(description)
+        self.permission = permission  # the permission that was missing, for the API's details
+
+
+class ValidationErrors(ServiceError):
+    """Several fields at fault at once (``errors``: field -> message, in the order checked).
+
+    Forms show each message under its field and the API lists them all, so
+    one try reports everything. ``field`` and ``details["field"]`` name the
+    first, as for a single ``ServiceError``; ``details["fields"]`` holds all.
+    """
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = dict(errors)
+        first = next(iter(self.errors))
+        super().__init__(" ".join(self.errors.values()), field=first,
+                         details={"field": first, "fields": self.errors})

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import and_, bindparam, case, delete, false, func, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.sql.elements import ColumnElement
@@ -52,10 +52,12 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.events import ATTACHMENT_KINDS, STORED_EVENT_STATUSES
-from app.security import can, has_console_access, scope_filter
-from app.services import audit
+from app.security import authorize, permits, scope_filter, scoped, unit_choice
+from app.services.inputs import parse_id
+from app.services import audit, zipguard
 from app.services.members import text_value
-from app.services.errors import ServiceError
+from app.services.validation import FieldErrors
+from app.services.errors import Forbidden, NotFound, ServiceError
 
 EVENT_FIELDS = (
     "title", "description", "event_type", "start_at", "end_at", "location", "venue", "unit_id", "capacity",
@@ -69,7 +71,6 @@ HOLDING = ("registered", "attended")
 BARRED_MEMBER_STATUSES = ("suspended", "expelled", "resigned", "deceased")
 # "multiple entries" events: scans of one member within this window are one entry.
 MULTIPLE_ENTRY_WINDOW_SECONDS = 60
-MAX_TOKEN_CHARS = 2048
 NONCE_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_GATE_CHARS = 60
 MAX_ATTACHMENTS = 20
@@ -119,62 +120,32 @@ def _as_datetime(value: Any, field: str, label: str) -> datetime | None:
 # --- visibility -------------------------------------------------------------------------
 
 
-def visibility_clause(user: Any, permission: str = "events.read") -> ColumnElement[bool] | None:
-    """Which events ``user`` may see: None means all.
-
-    Staff: the scoping helper for ``permission``. Portal users (members): the
-    published events of their own unit and the units above it.
-    """
-    if user is None:
-        return None
-    if has_console_access(user):
-        return scope_filter(user, permission, Event)
-    if permission != "events.read" or not _holds(user, "events.read"):
-        return false()
-    member = getattr(user, "member", None)
-    if member is None or member.deleted_at is not None:
-        return false()
-    return and_(Event.unit_id.in_(member.unit.ancestor_ids), Event.status != "draft")
-
-
-def _holds(user: Any, permission: str) -> bool:
-    from app.security import has_permission
-
-    return has_permission(user, permission)
-
-
 def visible_events(user: Any, permission: str = "events.read"):
-    """SELECT of the events ``user`` may see (with ``permission`` for staff)."""
-    stmt = select(Event)
-    clause = visibility_clause(user, permission)
-    return stmt if clause is None else stmt.where(clause)
-
-
-def can_see(user: Any, event: Event) -> bool:
-    """``visibility_clause`` for one loaded event, without a query for staff (unit paths)."""
-    if user is None:
-        return True
-    if has_console_access(user):
-        return can(user, "events.read", event.unit)
-    if not _holds(user, "events.read") or event.status == "draft":
-        return False
-    member = getattr(user, "member", None)
-    if member is None or member.deleted_at is not None:
-        return False
-    return event.unit_id in member.unit.ancestor_ids
+    """SELECT of the events ``user`` may see: staff by unit scope, members those open to them."""
+    return scoped(select(Event), user, permission, Event)
 
 
 _LOAD_EVENT = select(Event).options(joinedload(Event.unit)).where(Event.id == bindparam("event_id"))
 
 
-def load_event(event_id: int) -> Event | None:
-    """An event with its unit, in one query."""
-    return db.session.scalar(_LOAD_EVENT, {"event_id": event_id})
+def load_event(actor: Any, event_id: Any, permission: str = "events.read") -> Event:
+    """An event with its unit (one query) that ``actor`` may use ``permission`` on.
+
+    Missing or out of reach: ``NotFound``; visible without the permission: ``Forbidden``.
+    """
+    pk = parse_id(event_id)
+    event = db.session.scalar(_LOAD_EVENT, {"event_id": pk}) if pk is not None else None
+    if event is None:
+        raise NotFound()
+    authorize(actor, permission, event, message=_REFUSALS.get(permission))
+    return event
 
 
-def can_manage(user: Any, event: Event, permission: str = "events.update") -> bool:
-    """May ``user`` act on ``event`` with a staff permission (update, delete)?"""
-    return user is None or (has_console_access(user) and can(user, permission, event.unit))
+_REFUSALS = {
+    "events.update": "You may not change this event.",
+    "events.delete": "You may not delete this event.",
+    "events.register": "You may not register for this event.",
+}
 
 
 def member_in_event_area(event: Event, member: Member) -> bool:
@@ -196,99 +167,118 @@ def _bool(value: Any, field: str, label: str) -> bool:
 
 
 def clean_event(data: dict[str, Any], *, partial: bool = False, current: Event | None = None) -> dict[str, Any]:
-    """Validate event fields; with ``partial`` only the keys given (checked against ``current``)."""
-    unknown = set(data) - set(EVENT_FIELDS)
-    if unknown:
-        raise ServiceError(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    """Validate event fields; with ``partial`` only the keys given (checked against ``current``).
+
+    Every field is checked before anything is refused (one ``ValidationErrors``
+    names them all); rules across fields run on the fields that passed.
+    """
+    errors = FieldErrors()
+    for key in sorted(set(data) - set(EVENT_FIELDS)):
+        errors.add(key, f"Unknown field '{key}'.")
     out: dict[str, Any] = {}
 
     def wanted(key: str) -> bool:
         return key in data or not partial
 
-    if wanted("title"):
-        out["title"] = text_value(data.get("title"), "title", "Title", 200, required=True)
-    if wanted("description"):
-        out["description"] = text_value(data.get("description"), "description", "Description", 10_000)
+    def text(key: str, label: str, max_len: int, required: bool = False) -> None:
+        if wanted(key):
+            with errors.check():
+                out[key] = text_value(data.get(key), key, label, max_len, required=required)
+
+    text("title", "Title", 200, required=True)
+    text("description", "Description", 10_000)
     if wanted("event_type"):
         kind = str(data.get("event_type") or "meeting").strip().lower()
         if kind not in EVENT_TYPES:
-            raise ServiceError(f"The type must be one of: {', '.join(EVENT_TYPES)}.", field="event_type")
+            errors.add("event_type", f"The type must be one of: {', '.join(EVENT_TYPES)}.")
         out["event_type"] = kind
     for key, label in (("start_at", "Start"), ("end_at", "End")):
         if wanted(key):
-            value = _as_datetime(data.get(key), key, label)
-            if value is None:
-                raise ServiceError(f"{label} is required.", field=key)
-            out[key] = value
+            with errors.check():
+                value = _as_datetime(data.get(key), key, label)
+                if value is None:
+                    raise ServiceError(f"{label} is required.", field=key)
+                out[key] = value
     if wanted("registration_deadline"):
-        out["registration_deadline"] = _as_datetime(
-            data.get("registration_deadline"), "registration_deadline", "Registration deadline"
-        )
-    for key, label in (("location", "Location"), ("venue", "Venue")):
-        if wanted(key):
-            out[key] = text_value(data.get(key), key, label, 200)
+        with errors.check():
+            out["registration_deadline"] = _as_datetime(
+                data.get("registration_deadline"), "registration_deadline", "Registration deadline"
+            )
+    text("location", "Location", 200)
+    text("venue", "Venue", 200)
     if wanted("unit_id"):
-        unit_id = data.get("unit_id")
-        if isinstance(unit_id, Unit):
-            unit_id = unit_id.id
-        if unit_id in (None, ""):
-            raise ServiceError("Choose the unit the event belongs to.", field="unit_id")
-        try:
-            out["unit_id"] = int(unit_id)
-        except (TypeError, ValueError):
-            raise ServiceError("The unit must be given by its id.", field="unit_id") from None
+        with errors.check():
+            out["unit_id"] = _event_unit_id(data.get("unit_id"))
     if wanted("capacity"):
-        capacity = data.get("capacity")
-        if capacity in (None, ""):
-            out["capacity"] = None
-        else:
-            try:
-                capacity = int(capacity)
-            except (TypeError, ValueError):
-                raise ServiceError("Capacity must be a whole number.", field="capacity") from None
-            if isinstance(data.get("capacity"), bool) or not 1 <= capacity <= MAX_CAPACITY:
-                raise ServiceError(f"Capacity must be between 1 and {MAX_CAPACITY:,} (or empty for no limit).",
-                                   field="capacity")
-            out["capacity"] = capacity
-    if wanted("registration_required"):
-        out["registration_required"] = _bool(data.get("registration_required", True) if not partial
-                                             else data.get("registration_required"),
-                                             "registration_required", "Registration required")
-    if wanted("walk_ins_allowed"):
-        out["walk_ins_allowed"] = _bool(data.get("walk_ins_allowed"), "walk_ins_allowed", "Walk-ins allowed")
+        with errors.check():
+            out["capacity"] = _capacity(data.get("capacity"))
+    for key, label, default in (("registration_required", "Registration required", True),
+                                ("walk_ins_allowed", "Walk-ins allowed", False)):
+        if wanted(key):
+            with errors.check():
+                out[key] = _bool(data.get(key, default if not partial else None), key, label)
     if wanted("checkin_rule"):
         rule = str(data.get("checkin_rule") or "once").strip().lower()
         if rule not in CHECKIN_RULES:
-            raise ServiceError(f"The check-in rule must be one of: {', '.join(CHECKIN_RULES)}.", field="checkin_rule")
+            errors.add("checkin_rule", f"The check-in rule must be one of: {', '.join(CHECKIN_RULES)}.")
         out["checkin_rule"] = rule
     if wanted("status"):
-        status = str(data.get("status") or "draft").strip().lower()
-        if status not in STORED_EVENT_STATUSES:
-            now_status = current.current_status if current is not None else None
-            if status in ("ongoing", "completed") and status == now_status:
-                status = current.status  # sending back what was read changes nothing
-            elif status in ("ongoing", "completed"):
-                raise ServiceError("Ongoing and completed follow the dates: set 'upcoming' to publish the event.",
-                                   field="status")
-            else:
-                raise ServiceError("The status must be draft, upcoming (published) or cancelled.", field="status")
-        out["status"] = status
+        with errors.check():
+            out["status"] = _event_status(data.get("status"), current)
 
-    # Rules across fields, on the values the event will have.
+    # Rules across fields, on the values the event will have (fields already at fault are skipped).
     def final(key: str) -> Any:
         if key in out:
             return out[key]
         return getattr(current, key) if current is not None else None
 
     start, end, deadline = final("start_at"), final("end_at"), final("registration_deadline")
-    if start is not None and end is not None:
+    if start is not None and end is not None and not errors.has("start_at", "end_at"):
         if end <= start:
-            raise ServiceError("The end must be after the start.", field="end_at")
-        if end - start > MAX_DURATION:
-            raise ServiceError("An event lasts 31 days at most.", field="end_at")
-    if deadline is not None and start is not None and deadline > start:
-        raise ServiceError("The registration deadline must be before the start.", field="registration_deadline")
+            errors.add("end_at", "The end must be after the start.")
+        elif end - start > MAX_DURATION:
+            errors.add("end_at", "An event lasts 31 days at most.")
+    if (deadline is not None and start is not None and deadline > start
+            and not errors.has("start_at", "registration_deadline")):
+        errors.add("registration_deadline", "The registration deadline must be before the start.")
+    errors.raise_if_any()
     return out
+
+
+def _event_unit_id(unit_id: Any) -> int:
+    if isinstance(unit_id, Unit):
+        return unit_id.id
+    if unit_id in (None, ""):
+        raise ServiceError("Choose the unit the event belongs to.", field="unit_id")
+    try:
+        return int(unit_id)
+    except (TypeError, ValueError):
+        raise ServiceError("The unit must be given by its id.", field="unit_id") from None
+
+
+def _capacity(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        capacity = int(value)
+    except (TypeError, ValueError):
+        raise ServiceError("Capacity must be a whole number.", field="capacity") from None
+    if isinstance(value, bool) or not 1 <= capacity <= MAX_CAPACITY:
+        raise ServiceError(f"Capacity must be between 1 and {MAX_CAPACITY:,} (or empty for no limit).",
+                           field="capacity")
+    return capacity
+
+
+def _event_status(value: Any, current: Event | None) -> str:
+    status = str(value or "draft").strip().lower()
+    if status in STORED_EVENT_STATUSES:
+        return status
+    if status in ("ongoing", "completed") and current is not None and status == current.current_status:
+        return current.status  # sending back what was read changes nothing
+    if status in ("ongoing", "completed"):
+        raise ServiceError("Ongoing and completed follow the dates: set 'upcoming' to publish the event.",
+                           field="status")
+    raise ServiceError("The status must be draft, upcoming (published) or cancelled.", field="status")
 
 
 def snapshot(event: Event) -> dict[str, Any]:
@@ -296,10 +286,7 @@ def snapshot(event: Event) -> dict[str, Any]:
 
 
 def _unit_for(actor, unit_id: int, permission: str) -> Unit:
-    unit = db.session.get(Unit, unit_id)
-    if unit is None or (actor is not None and not can(actor, permission, unit)):
-        raise ServiceError("That unit does not exist or is outside your area.", field="unit_id")
-    return unit
+    return unit_choice(actor, unit_id, permission, refusal="You may not hold events there.")
 
 
 def create_event(actor, data: dict[str, Any]) -> Event:
@@ -316,6 +303,7 @@ def create_event(actor, data: dict[str, Any]) -> Event:
 
 def update_event(actor, event: Event, data: dict[str, Any]) -> Event:
     """Change an event (partial); moving it needs events.update over the new unit too."""
+    authorize(actor, "events.update", event, message=_REFUSALS["events.update"])
     values = clean_event(data, partial=True, current=event)
     if "unit_id" in values and values["unit_id"] != event.unit_id:
         _unit_for(actor, values["unit_id"], "events.update")
@@ -338,6 +326,7 @@ def set_event_status(actor, event: Event, status: str) -> Event:
 
 def delete_event(actor, event: Event) -> None:
     """Delete an event nobody attended; one with attendance is cancelled instead (kept on record)."""
+    authorize(actor, "events.delete", event, message=_REFUSALS["events.delete"])
     attended = db.session.scalar(
         select(func.count()).select_from(EventRegistration)
         .where(EventRegistration.event_id == event.id, EventRegistration.status == "attended")
@@ -407,7 +396,10 @@ def register(actor, event: Event, member: Member, *, source: str = "staff", note
     registration is renewed (at the end of the waiting list, if full).
     ``source`` "self" is a member registering themselves: drafts are closed
     to them and the registration deadline applies (staff may register late).
+    Anyone else is registered by staff holding events.update on the event and
+    reaching the member.
     """
+    _authorize_registration(actor, event, member, source)
     now = now or utcnow()
     state = event.status_at(now)
     if state == "cancelled":
@@ -442,8 +434,36 @@ def register(actor, event: Event, member: Member, *, source: str = "staff", note
     return reg, True
 
 
+def _own_member(actor: Any) -> Member | None:
+    member = getattr(actor, "member", None)
+    return member if member is not None and member.deleted_at is None else None
+
+
+def _authorize_registration(actor: Any, event: Event, member: Member, source: str) -> None:
+    """Members register (and cancel) themselves; staff anyone they reach, with events.update."""
+    if actor is None:
+        return
+    if source == "self":
+        if _own_member(actor) is not member:
+            raise Forbidden("You may only register yourself.")
+        authorize(actor, "events.register", event, message=_REFUSALS["events.register"])
+        return
+    authorize(actor, "events.update", event, message="You may only register yourself for this event.")
+    _staff_reaches_member(actor, member)
+
+
+def _staff_reaches_member(actor: Any, member: Member, field: str = "member_id") -> None:
+    if actor is not None and not permits(actor, "members.read", member):
+        raise ServiceError("No such member in your area.", field=field, status=422)
+
+
 def cancel_registration(actor, reg: EventRegistration, now: datetime | None = None) -> list[EventRegistration]:
-    """Cancel a registration; a freed place goes to the first on the waiting list (returned)."""
+    """Cancel a registration; a freed place goes to the first on the waiting list (returned).
+
+    A member cancels their own; staff any they reach, with events.update.
+    """
+    own = actor is not None and _own_member(actor) is not None and _own_member(actor).id == reg.member_id
+    _authorize_registration(actor, reg.event, reg.member, "self" if own else "staff")
     if reg.status == "cancelled":
         return []
     if reg.status == "attended":
@@ -487,7 +507,15 @@ ATTENDANCE_STATUSES = ("attended", "registered", "no_show")
 
 def set_attendance(actor, event: Event, member: Member, status: str, *, gate: str | None = None,
                    now: datetime | None = None) -> EventRegistration:
-    """Mark attendance by hand: attended (registering them if needed), back to registered, or no-show."""
+    """Mark attendance by hand: attended (registering them if needed), back to registered, or no-show.
+
+    Marking someone attended obeys the door's rules (area, standing, and
+    ``_place_refusal``: walk-ins, capacity; the check-in rule's slots), so a full
+    event cannot end with more attended than places. Staff may still record
+    attendance after the event is over, from a paper list.
+    """
+    authorize(actor, "events.update", event, message=_REFUSALS["events.update"])
+    _staff_reaches_member(actor, member)
     status = (status or "").strip().lower()
     if status not in ATTENDANCE_STATUSES:
         raise ServiceError(f"Attendance must be one of: {', '.join(ATTENDANCE_STATUSES)}.", field="status")
@@ -495,15 +523,21 @@ def set_attendance(actor, event: Event, member: Member, status: str, *, gate: st
     state = event.status_at(now)
     if state in ("draft", "cancelled"):
         raise ServiceError(f"This event is {state}: there is no attendance to record.", status=409)
+    if status == "attended" and state != "completed" and (closed := checkin_window(event, now)) is not None:
+        raise ServiceError(closed[1], status=409)
     reg = registration_for(event, member)
-    if reg is None:
-        if status != "attended":
-            raise ServiceError(f"{member.full_name} is not registered for this event.", status=404)
+    if reg is None and status != "attended":
+        raise ServiceError(f"{member.full_name} is not registered for this event.", status=404)
+    if status == "attended" and (reg is None or reg.status not in HOLDING):
         _check_member(event, member)
-        reg = EventRegistration(event_id=event.id, member_id=member.id, status="registered", source="staff",
-                                registered_at=now, registered_by_id=getattr(actor, "id", None))
-        db.session.add(reg)
-        db.session.flush()
+        refusal = _place_refusal(event, member, reg)
+        if refusal is not None:
+            raise ServiceError(refusal.message or REASONS[refusal.reason], status=409)
+        if reg is None:
+            reg = EventRegistration(event_id=event.id, member_id=member.id, status="registered", source="staff",
+                                    registered_at=now, registered_by_id=getattr(actor, "id", None))
+            db.session.add(reg)
+            db.session.flush()
     old = reg.status
     if status == "attended":
         if old != "attended":
@@ -539,6 +573,7 @@ def mark_no_shows(actor, event: Event | None = None, now: datetime | None = None
     """
     now = now or utcnow()
     if event is not None:
+        authorize(actor, "events.update", event, message=_REFUSALS["events.update"])
         state = event.status_at(now)
         if state != "completed":
             raise ServiceError("No-shows can be marked once the event is over.", status=409)
@@ -616,10 +651,10 @@ def attendee_query(event: Event, user: Any = None, status: str | None = None):
 
 def find_members(user: Any, event: Event, q: str, limit: int = 10) -> list[tuple[Member, EventRegistration | None]]:
     """Members who may attend the event, matching a name, phone or membership number, within the user's scope."""
-    from app.services.members import search_clause
+    from app.services.member_search import search_clause
 
     try:
-        clause = search_clause(q)
+        clause = search_clause(q, live_only=True)
     except ValueError:
         return []
     if clause is None:
@@ -703,15 +738,6 @@ def _clean_gate(gate: Any) -> str | None:
     return text[:MAX_GATE_CHARS] or None
 
 
-def token_from_scan(raw: str) -> str:
-    """The credential in a scanned QR: a bare token, or a verification URL ending in it."""
-    text = (raw or "").strip()
-    if "://" in text or text.startswith("/"):
-        text = text.split("#", 1)[0].split("?", 1)[0].rstrip("/")
-        text = text.rsplit("/", 1)[-1]
-    return text
-
-
 def _request_key(token: str | None, member_id: int | None) -> str:
     presented = f"t:{token}" if token is not None else f"m:{member_id}"
     return hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()
@@ -792,7 +818,9 @@ def check_in(actor, event: Event, *, token: str | None = None, member_id: int | 
     With a ``nonce`` the request is idempotent: the same nonce from the same
     user for the same card or member returns the first answer without
     recording anything again; a nonce reused for something else is refused.
+    Door staff need events.update on the event.
     """
+    authorize(actor, "events.update", event, message="You may not check people in at this event.")
     now = now or utcnow()
     gate = _clean_gate(gate)
     key = _request_key(token, member_id)
@@ -824,11 +852,11 @@ def _member_with_unit(member_id: int) -> Member | None:
 
 
 def _member_from_token(event: Event, token: str) -> tuple[Member | None, _Outcome | None]:
-    token = token_from_scan(token) if len(token) <= MAX_TOKEN_CHARS else ""
-    if not token or len(token) > MAX_TOKEN_CHARS:
-        return None, _Outcome("rejected", "invalid_token")
     from app.services import cards
 
+    token = cards.scanned_token(token)  # the card service reads scans, here as on the verify page
+    if not token:
+        return None, _Outcome("rejected", "invalid_token")
     try:
         verification = cards.verify_token(token)
     except Exception:  # the contract says it never raises; a bug there must not stop the door
@@ -854,6 +882,33 @@ def _member_from_token(event: Event, token: str) -> tuple[Member | None, _Outcom
     return None, _Outcome("rejected", "invalid_token", verification.message or REASONS["invalid_token"])
 
 
+def _member_refusal(event: Event, member: Member) -> _Outcome | None:
+    """Why this member may not come in at all (area, standing), or None."""
+    if not member_in_event_area(event, member):
+        return _Outcome("rejected", "not_in_scope")
+    if member.status in BARRED_MEMBER_STATUSES:
+        return _Outcome("rejected", "member_not_in_good_standing",
+                        f"This member is {member.status}: not admitted.", member=member)
+    return None
+
+
+def _place_refusal(event: Event, member: Member, reg: EventRegistration | None) -> _Outcome | None:
+    """Why a member holding no place (unregistered, waitlisted, cancelled, no-show) may not take one.
+
+    Walk-ins need an open door, and a place under the capacity; the event row
+    is locked first so two gates cannot both take the last place.
+    """
+    status = reg.status if reg is not None else None
+    if not (event.walk_ins_allowed or not event.registration_required):
+        reason = "waitlisted" if status == "waitlisted" else "not_registered"
+        return _Outcome("rejected", reason, member=member, registration_status=status)
+    if event.capacity is not None:
+        _lock_event(event)
+        if not has_room(event):
+            return _Outcome("rejected", "event_full", member=member, registration_status=status)
+    return None
+
+
 def _decide(actor, event: Event, token: str | None, member_id: int | None, gate: str | None,
             method: str | None, now: datetime) -> _Outcome:
     closed = checkin_window(event, now)
@@ -869,11 +924,9 @@ def _decide(actor, event: Event, token: str | None, member_id: int | None, gate:
         method = method or "lookup"
     if member is None or member.deleted_at is not None:
         return _Outcome("rejected", "unknown_member")
-    if not member_in_event_area(event, member):
-        return _Outcome("rejected", "not_in_scope")
-    if member.status in BARRED_MEMBER_STATUSES:
-        return _Outcome("rejected", "member_not_in_good_standing",
-                        f"This member is {member.status}: not admitted.", member=member)
+    refusal = _member_refusal(event, member)
+    if refusal is not None:
+        return refusal
 
     if event.checkin_rule != "multiple":
         admitted = _admit_registered(actor, event, member, gate, method, now)
@@ -882,17 +935,10 @@ def _decide(actor, event: Event, token: str | None, member_id: int | None, gate:
 
     reg = registration_for(event, member)
     walk_in = False
-    if reg is None or reg.status in ("cancelled", "waitlisted", "no_show"):
-        open_door = event.walk_ins_allowed or not event.registration_required
-        if not open_door:
-            reason = "waitlisted" if reg is not None and reg.status == "waitlisted" else "not_registered"
-            return _Outcome("rejected", reason, member=member,
-                            registration_status=reg.status if reg is not None else None)
-        if event.capacity is not None:
-            _lock_event(event)
-            if not has_room(event):
-                return _Outcome("rejected", "event_full", member=member,
-                                registration_status=reg.status if reg is not None else None)
+    if reg is None or reg.status not in HOLDING:
+        refusal = _place_refusal(event, member, reg)
+        if refusal is not None:
+            return refusal
         walk_in = True
         if reg is None:
             # Another gate may be registering the same walk-in right now: the unique
@@ -1017,7 +1063,10 @@ ATTACHMENT_TYPES = {
 
 
 def sniff(raw: bytes) -> str | None:
-    """What a file really is, from its bytes: pdf, png, jpeg, docx, or None."""
+    """What a file really is, from its bytes: pdf, png, jpeg, docx, or None.
+
+    A zip archive is checked for a zip bomb (``zipguard``) before its directory is read.
+    """
     if raw.startswith(b"%PDF-"):
         return "pdf" if b"%%EOF" in raw[-2048:] else None
     if raw.startswith(b"\x89PNG\r\n\x1a\n") or raw.startswith(b"\xff\xd8\xff"):
@@ -1029,6 +1078,8 @@ def sniff(raw: bytes) -> str | None:
             return None
         return {"PNG": "png", "JPEG": "jpeg"}.get(kind)
     if raw.startswith(b"PK\x03\x04"):
+        limit = int(current_app.config.get("EVENT_ATTACHMENT_MAX_UNPACKED_BYTES", 100 * 1024 * 1024))
+        zipguard.check_archive(raw, max_unpacked=limit)
         try:
             with zipfile.ZipFile(io.BytesIO(raw)) as archive:
                 names = set(archive.namelist())
@@ -1041,6 +1092,7 @@ def sniff(raw: bytes) -> str | None:
 
 def add_attachment(actor, event: Event, filename: str, raw: bytes, kind: str = "agenda") -> EventAttachment:
     """Attach a PDF, PNG, JPEG or Word (.docx) file, checked by content; the name must agree."""
+    authorize(actor, "events.update", event, message=_REFUSALS["events.update"])
     kind = (kind or "agenda").strip().lower()
     if kind not in ATTACHMENT_KINDS:
         raise ServiceError(f"The kind must be one of: {', '.join(ATTACHMENT_KINDS)}.", field="kind")
@@ -1071,7 +1123,9 @@ def add_attachment(actor, event: Event, filename: str, raw: bytes, kind: str = "
 
 
 def delete_attachment(actor, row: EventAttachment) -> None:
+    """Remove an attachment (events.update on its event)."""
     event = row.event
+    authorize(actor, "events.update", event, message=_REFUSALS["events.update"])
     db.session.delete(row)
     db.session.flush()
     audit.record(actor, "event.attachment_delete", event, summary=f"Removed {row.filename} from {event.title}")
@@ -1113,6 +1167,6 @@ __all__ = [
     "ATTENDANCE_STATUSES", "REASONS", "add_attachment", "cancel_registration", "check_in", "checkin_window",
     "clean_event", "counts", "counts_for", "create_event", "delete_attachment", "delete_event", "events_between",
     "find_members", "mark_no_shows", "member_summary", "promote_waitlist", "register", "registration_for",
-    "set_attendance", "set_event_status", "slot_for", "status_clause", "token_from_scan", "update_event",
-    "visible_events", "visibility_clause",
+    "set_attendance", "set_event_status", "slot_for", "status_clause", "update_event",
+    "visible_events", "load_event",
 ]

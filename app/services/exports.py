@@ -7,6 +7,12 @@ one server-side cursor (``yield_per``: one consistent snapshot, rows fetched
 in chunks, never the whole list in memory) and records the export in the
 audit log with the filter used.
 
+An export is a reading request that writes one row, its audit entry. That
+entry is committed before the first byte goes out, in a short transaction of
+its own (``app.database.write_aside``: it waits for the write lock like any
+other writer), and the rows then stream from a fresh reading transaction that
+holds nothing writers wait for, and that their commits do not disturb.
+
 Spreadsheet safety (CSV injection): a CSV cell starting with ``=``, ``+``,
 ``-``, ``@``, a tab or a carriage return is written with a leading single
 quote (``'+260977123456``) so that Excel or LibreOffice shows it as text and
@@ -28,8 +34,9 @@ from typing import Any, Iterable, Iterator
 from sqlalchemy import func, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.database import write_aside
 from app.extensions import db
-from app.models import AuditEntry, Member, Tag, Unit
+from app.models import Member, Tag, Unit
 from app.models.people import member_tags
 from app.security import scope_filter, scope_paths
 from app.services import audit
@@ -247,14 +254,20 @@ def filename(fmt: str) -> str:
 
 
 def record_export(actor, fmt: str, columns: list[str], filters: dict[str, Any], rows: int,
-                  unit_id: int | None = None, source: str = "console") -> AuditEntry:
-    """The audit entry of an export: who, which filter, which columns, how many rows."""
+                  unit_id: int | None = None, source: str = "console") -> None:
+    """Audit the export (who, which filter, which columns, how many rows), committed at once.
+
+    Call it before streaming: the entry is written through ``write_aside`` (a
+    short write transaction, never an upgrade of the reading one), so the
+    caller has nothing to commit.
+    """
     if unit_id is None and actor is not None:
         paths = scope_paths(actor, "members.export")
         if paths and len(paths) == 1:
             unit_id = int(paths[0].strip("/").split("/")[-1])
     shown = ", ".join(f"{k}={v}" for k, v in filters.items() if v not in (None, "", [], {})) or "no filter"
-    return audit.record(actor, "members.export", None, unit_id=unit_id,
-                        summary=f"Exported {rows:,} members as {fmt.upper()} ({shown})",
-                        changes={"format": fmt, "rows": rows, "columns": columns, "filter": filters,
-                                 "source": source})
+    with write_aside():
+        audit.record(actor, "members.export", None, unit_id=unit_id,
+                     summary=f"Exported {rows:,} members as {fmt.upper()} ({shown})",
+                     changes={"format": fmt, "rows": rows, "columns": columns, "filter": filters,
+                              "source": source})

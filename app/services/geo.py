@@ -14,24 +14,26 @@ from sqlalchemy import String, func, literal, select, update
 
 from app.extensions import db
 from app.models import AuditEntry, Member, RoleAssignment, Unit
-from app.security import can
+from app.security import authorize, can, check_unit_choice
 from app.services import audit
 from app.services.errors import ServiceError
+from app.services.validation import FieldErrors
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 
 def _check_name_code(name: str, code: str) -> tuple[str, str]:
+    """A unit's name and code, both checked before either is refused."""
     name = (name or "").strip()
     code = (code or "").strip().upper()
+    errors = FieldErrors()
     if not name:
-        raise ServiceError("Give the unit a name.", field="name")
-    if len(name) > 120:
-        raise ServiceError("The name is too long (120 characters at most).", field="name")
+        errors.add("name", "Give the unit a name.")
+    elif len(name) > 120:
+        errors.add("name", "The name is too long (120 characters at most).")
     if not CODE_RE.match(code):
-        raise ServiceError(
-            "The code must be 1-40 letters, digits, '-', '_' or '.'.", field="code"
-        )
+        errors.add("code", "The code must be 1-40 letters, digits, '-', '_' or '.'.")
+    errors.raise_if_any()
     return name, code
 
 
@@ -56,8 +58,7 @@ def _check_depth(parent: Unit | None, subtree_height: int = 0) -> int:
 
 def create_unit(actor, name: str, code: str, parent: Unit | None = None) -> Unit:
     """Add a unit under ``parent`` (or at the top). Needs units.create over the parent."""
-    if actor is not None and not can(actor, "units.create", parent):
-        raise ServiceError("You may not add units here.", field="parent", status=403)
+    check_unit_choice(actor, parent, "units.create", field="parent", refusal="You may not add units here.")
     name, code = _check_name_code(name, code)
     level = _check_depth(parent)
     _check_code_free(parent.id if parent else None, code)
@@ -73,8 +74,7 @@ def create_unit(actor, name: str, code: str, parent: Unit | None = None) -> Unit
 
 def update_unit(actor, unit: Unit, name: str, code: str) -> Unit:
     """Rename a unit or change its code."""
-    if actor is not None and not can(actor, "units.update", unit):
-        raise ServiceError("You may not change this unit.", status=403)
+    authorize(actor, "units.update", unit, message="You may not change this unit.")
     name, code = _check_name_code(name, code)
     _check_code_free(unit.parent_id, code, exclude_id=unit.id)
     before = {"name": unit.name, "code": unit.code}
@@ -93,7 +93,8 @@ def subtree_height(unit: Unit) -> int:
 
 def move_unit(actor, unit: Unit, new_parent: Unit | None) -> Unit:
     """Move a unit (and its subtree) under another parent, keeping paths and levels right."""
-    if actor is not None and not (can(actor, "units.update", unit) and can(actor, "units.update", new_parent)):
+    authorize(actor, "units.update", unit, message="You may not move this unit.")
+    if actor is not None and not can(actor, "units.update", new_parent):
         raise ServiceError("You may not move this unit there.", field="parent", status=403)
     if new_parent is not None and new_parent.path.startswith(unit.path):
         raise ServiceError("A unit cannot be moved under itself or its own descendants.", field="parent")
@@ -130,8 +131,7 @@ def move_unit(actor, unit: Unit, new_parent: Unit | None) -> Unit:
 
 def delete_unit(actor, unit: Unit) -> None:
     """Delete an empty unit; units with children, members or role assignments stay."""
-    if actor is not None and not can(actor, "units.delete", unit):
-        raise ServiceError("You may not delete this unit.", status=403)
+    authorize(actor, "units.delete", unit, message="You may not delete this unit.")
     if db.session.scalar(select(func.count()).select_from(Unit).where(Unit.parent_id == unit.id)):
         raise ServiceError(f"{unit.name} still has units under it; move or delete them first.", status=409)
     members = db.session.scalar(select(func.count()).select_from(Member).where(Member.unit_id == unit.id))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import unicodedata
 from datetime import date, datetime
 from typing import Any
 
@@ -17,16 +16,16 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import and_, bindparam, false, func, or_, select, text, union_all
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import bindparam, func, select, text, union_all
 
 from app.extensions import db
 from app.models import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag, Unit
-from app.models.base import utcnow
-from app.security import can
+from app.models.base import fold, utcnow
+from app.security import authorize, can, unit_choice
 from app.services import audit
 from app.services.counters import allocate
 from app.services.errors import DuplicateError, ServiceError
+from app.services.validation import FieldErrors
 
 # Allowed status changes. Deceased is final; expelled members may only re-apply (pending).
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -45,23 +44,10 @@ EDITABLE_FIELDS = (
     "phone", "email", "address", "unit_id", "joined_on", "notes", "tags",
 )
 NATIONAL_ID_RE = re.compile(r"^[A-Z0-9/-]{4,40}$")
+MAX_TAGS = 50
 
 
 # --- normalisation --------------------------------------------------------------------
-
-
-def fold(text: str) -> str:
-    """Case- and accent-insensitive key: 'Müller' -> 'muller'."""
-    decomposed = unicodedata.normalize("NFKD", text or "")
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
-
-
-def prefix_range(column, prefix: str) -> ColumnElement[bool]:
-    """``column`` starts with ``prefix``, as an index-friendly range on a byte-ordered column."""
-    if ord(prefix[-1]) >= 0x10FFFF:
-        return column >= prefix
-    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    return and_(column >= prefix, column < upper)
 
 
 def normalize_phone(raw: str | None, region: str | None = None) -> str | None:
@@ -125,71 +111,89 @@ def text_value(value: Any, field: str, label: str, max_len: int, required: bool 
 
 
 def clean(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
-    """Validate and normalise member fields; with ``partial`` only the keys given."""
-    unknown = set(data) - set(EDITABLE_FIELDS) - {"status", "status_reason"}
-    if unknown:
-        raise ServiceError(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    """Validate and normalise member fields; with ``partial`` only the keys given.
+
+    Every field is checked before anything is refused: the ``ValidationErrors``
+    raised names each field at fault, so a form shows them all after one submit.
+    """
+    errors = FieldErrors()
+    for key in sorted(set(data) - set(EDITABLE_FIELDS) - {"status", "status_reason"}):
+        errors.add(key, f"Unknown field '{key}'.")
     out: dict[str, Any] = {}
 
     def wanted(key: str) -> bool:
         return key in data or not partial
 
-    if wanted("first_name"):
-        out["first_name"] = text_value(data.get("first_name"), "first_name", "First name", 80, required=True)
-    if wanted("last_name"):
-        out["last_name"] = text_value(data.get("last_name"), "last_name", "Last name", 80, required=True)
-    if wanted("other_names"):
-        out["other_names"] = text_value(data.get("other_names"), "other_names", "Other names", 120)
+    def text(key: str, label: str, max_len: int, required: bool = False) -> None:
+        if wanted(key):
+            with errors.check():
+                out[key] = text_value(data.get(key), key, label, max_len, required=required)
+
+    text("first_name", "First name", 80, required=True)
+    text("last_name", "Last name", 80, required=True)
+    text("other_names", "Other names", 120)
     if wanted("gender"):
-        gender = (data.get("gender") or "").strip().lower() or None
+        gender = (str(data.get("gender") or "")).strip().lower() or None
         if gender is not None and gender not in GENDERS:
-            raise ServiceError(f"Gender must be one of: {', '.join(GENDERS)}.", field="gender")
+            errors.add("gender", f"Gender must be one of: {', '.join(GENDERS)}.")
         out["gender"] = gender
     if wanted("date_of_birth"):
-        dob = _as_date(data.get("date_of_birth"), "date_of_birth", "Date of birth")
-        if dob is not None and (dob > date.today() or dob.year < 1900):
-            raise ServiceError("Date of birth must be in the past (and after 1900).", field="date_of_birth")
-        out["date_of_birth"] = dob
-    if wanted("national_id"):
-        out["national_id"] = normalize_national_id(data.get("national_id"))
-    if wanted("phone"):
-        out["phone"] = normalize_phone(data.get("phone"))
-    if wanted("email"):
-        out["email"] = normalize_email(data.get("email"))
-    if wanted("address"):
-        out["address"] = text_value(data.get("address"), "address", "Address", 500)
-    if wanted("notes"):
-        out["notes"] = text_value(data.get("notes"), "notes", "Notes", 5000)
+        with errors.check():
+            dob = _as_date(data.get("date_of_birth"), "date_of_birth", "Date of birth")
+            if dob is not None and (dob > date.today() or dob.year < 1900):
+                raise ServiceError("Date of birth must be in the past (and after 1900).", field="date_of_birth")
+            out["date_of_birth"] = dob
+    for key, normalize in (("national_id", normalize_national_id), ("phone", normalize_phone),
+                           ("email", normalize_email)):
+        if wanted(key):
+            with errors.check():
+                out[key] = normalize(data.get(key))
+    text("address", "Address", 500)
+    text("notes", "Notes", 5000)
     if wanted("joined_on"):
-        joined = _as_date(data.get("joined_on"), "joined_on", "Joined on")
-        if joined is not None and joined > date.today():
-            raise ServiceError("Joined on cannot be in the future.", field="joined_on")
-        if joined is not None or not partial:
-            out["joined_on"] = joined or date.today()
+        with errors.check():
+            joined = _as_date(data.get("joined_on"), "joined_on", "Joined on")
+            if joined is not None and joined > date.today():
+                raise ServiceError("Joined on cannot be in the future.", field="joined_on")
+            if joined is not None or not partial:
+                out["joined_on"] = joined or date.today()
     if wanted("unit_id"):
-        unit_id = data.get("unit_id")
-        if isinstance(unit_id, Unit):
-            unit_id = unit_id.id
-        if unit_id in (None, ""):
-            raise ServiceError("Choose the member's unit (usually a ward).", field="unit_id")
-        try:
-            unit_id = int(unit_id)
-        except (TypeError, ValueError):
-            raise ServiceError("The unit must be given by its id.", field="unit_id") from None
-        out["unit_id"] = unit_id
+        with errors.check():
+            out["unit_id"] = _unit_id(data.get("unit_id"))
     if "tags" in data:
-        tags = data.get("tags") or []
-        if isinstance(tags, str):
-            tags = tags.split(",")
-        names = []
-        for tag in tags:
-            name = str(tag).strip().lower()
-            if name and name not in names:
-                if len(name) > 60:
-                    raise ServiceError("A tag is 60 characters at most.", field="tags")
-                names.append(name)
-        out["tags"] = sorted(names)
+        with errors.check():
+            out["tags"] = _tag_names(data.get("tags"))
+    errors.raise_if_any()
     return out
+
+
+def _unit_id(unit_id: Any) -> int:
+    if isinstance(unit_id, Unit):
+        return unit_id.id
+    if unit_id in (None, ""):
+        raise ServiceError("Choose the member's unit (usually a ward).", field="unit_id")
+    try:
+        return int(unit_id)
+    except (TypeError, ValueError):
+        raise ServiceError("The unit must be given by its id.", field="unit_id") from None
+
+
+def _tag_names(tags: Any) -> list[str]:
+    """Tag names, lower-cased, de-duplicated and sorted; MAX_TAGS at most."""
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    if not isinstance(tags, (list, tuple, type(None))):
+        raise ServiceError("Tags are a list of names.", field="tags")
+    names: list[str] = []
+    for tag in tags or []:
+        name = str(tag).strip().lower()
+        if name and name not in names:
+            if len(name) > 60:
+                raise ServiceError("A tag is 60 characters at most.", field="tags")
+            names.append(name)
+    if len(names) > MAX_TAGS:
+        raise ServiceError(f"A member has at most {MAX_TAGS} tags ({len(names)} given).", field="tags")
+    return sorted(names)
 
 
 # --- duplicates -----------------------------------------------------------------------
@@ -215,28 +219,15 @@ def check_duplicates(
         if exclude_id is not None:
             stmt = stmt.where(Member.id != exclude_id)
         existing = db.session.scalars(stmt.limit(1)).first()
-        if existing is None:
-            continue
-        visible = actor is None or can(actor, "members.read", existing.unit)
-        if visible:
-            deleted = " (deleted; it can be restored)" if existing.is_deleted else ""
-            message = (
-                f"A member with this {label} already exists: "
-                f"{existing.full_name} ({existing.membership_number}){deleted}."
-            )
-        else:
-            message = f"A member with this {label} already exists."
-        raise DuplicateError(message, field=field, existing_id=existing.id if visible else None)
+        if existing is not None:
+            raise duplicate_error(actor, existing, field, label)
 
 
 # --- create, update, status -----------------------------------------------------------
 
 
 def _unit_in_scope(actor, unit_id: int, permission: str) -> Unit:
-    unit = db.session.get(Unit, unit_id)
-    if unit is None or (actor is not None and not can(actor, permission, unit)):
-        raise ServiceError("That unit does not exist or is outside your area.", field="unit_id", status=422)
-    return unit
+    return unit_choice(actor, unit_id, permission, refusal="You may not add or move members there.")
 
 
 def _tags(names: list[str]) -> list[Tag]:
@@ -253,11 +244,15 @@ def _tags(names: list[str]) -> list[Tag]:
     return tags
 
 
+def format_membership_number(sequence: int) -> str:
+    """A membership number: the organisation's prefix plus the sequence, zero-padded to 7 digits."""
+    return f"{current_app.config['MEMBER_NUMBER_PREFIX']}{sequence:07d}"
+
+
 def next_membership_numbers(count: int = 1) -> list[str]:
-    """Fresh membership numbers: prefix plus a zero-padded sequence."""
+    """Fresh membership numbers (``format_membership_number`` of the next values of the counter)."""
     first = allocate("membership_number", count)
-    prefix = current_app.config["MEMBER_NUMBER_PREFIX"]
-    return [f"{prefix}{n:07d}" for n in range(first, first + count)]
+    return [format_membership_number(n) for n in range(first, first + count)]
 
 
 def snapshot(member: Member) -> dict[str, Any]:
@@ -272,8 +267,7 @@ def create_member(actor, data: dict[str, Any]) -> Member:
     """Register a new member (pending unless an initial status is given)."""
     values = clean(data)
     status = (data.get("status") or "pending").strip().lower()
-    if status not in INITIAL_STATUSES:
-        raise ServiceError("A new member starts as pending or active.", field="status")
+    check_transition(None, status)
     unit = _unit_in_scope(actor, values["unit_id"], "members.create")
     check_duplicates(actor, national_id=values["national_id"], phone=values["phone"], email=values["email"])
     tag_names = values.pop("tags", [])
@@ -295,6 +289,7 @@ def create_member(actor, data: dict[str, Any]) -> Member:
 
 def update_member(actor, member: Member, data: dict[str, Any]) -> Member:
     """Change a member's details; moving them needs rights over both units."""
+    authorize(actor, "members.update", member, message="You may not change members here.")
     if member.is_deleted:
         raise ServiceError("This member has been deleted; restore them first.", status=409)
     data = dict(data)
@@ -321,6 +316,7 @@ def update_member(actor, member: Member, data: dict[str, Any]) -> Member:
     if tag_names is not None:
         member.tags = _tags(tag_names)
     member.surname_key = fold(member.last_name)
+    member.first_name_key = fold(member.first_name)
     member.updated_by_id = getattr(actor, "id", None)
     db.session.flush()
     changes = audit.diff(before, snapshot(member))
@@ -331,14 +327,9 @@ def update_member(actor, member: Member, data: dict[str, Any]) -> Member:
 
 def change_status(actor, member: Member, new_status: str, reason: str) -> MemberStatusChange:
     """Move a member to another status, if the lifecycle allows it; the reason is required."""
+    authorize(actor, "members.update", member, message="You may not change members here.")
     new_status = (new_status or "").strip().lower()
-    if new_status not in MEMBER_STATUSES:
-        raise ServiceError(f"Unknown status '{new_status}'.", field="status")
-    if new_status not in TRANSITIONS[member.status]:
-        allowed = ", ".join(sorted(TRANSITIONS[member.status])) or "none (final)"
-        raise ServiceError(
-            f"A {member.status} member cannot become {new_status}. Allowed: {allowed}.", field="status", status=409
-        )
+    check_transition(member.status, new_status)
     reason = (reason or "").strip()
     if not reason:
         raise ServiceError("Give a reason for the status change.", field="reason")
@@ -359,6 +350,7 @@ def change_status(actor, member: Member, new_status: str, reason: str) -> Member
 
 def delete_member(actor, member: Member) -> None:
     """Soft delete: the member disappears from lists and the API but stays on record."""
+    authorize(actor, "members.delete", member, message="You may not delete members here.")
     if member.is_deleted:
         return
     member.deleted_at = utcnow()
@@ -369,6 +361,7 @@ def delete_member(actor, member: Member) -> None:
 
 def restore_member(actor, member: Member) -> None:
     """Bring back a soft-deleted member."""
+    authorize(actor, "members.delete", member, message="You may not restore members here.")
     if not member.is_deleted:
         return
     member.deleted_at = None
@@ -386,6 +379,7 @@ def set_photo(actor, member: Member, raw: bytes) -> MemberPhoto:
     Re-encoding drops anything hidden in the upload (metadata, trailing data)
     and keeps photos small enough for cards and lists.
     """
+    authorize(actor, "members.update", member, message="You may not change members here.")
     max_bytes = current_app.config["PHOTO_MAX_BYTES"]
     if not raw:
         raise ServiceError("The photo file is empty.", field="photo")
@@ -414,48 +408,6 @@ def set_photo(actor, member: Member, raw: bytes) -> MemberPhoto:
     db.session.flush()
     audit.record(actor, "member.photo", member, summary=f"New photo for {member.full_name}")
     return photo
-
-
-# --- search ---------------------------------------------------------------------------
-
-
-def search_clause(q: str) -> ColumnElement[bool] | None:
-    """What a search box query means, as one WHERE clause using indexed lookups only.
-
-    An email, a phone number, a membership number or national ID (queries
-    with digits) matches exactly; words match surname prefixes ("smi" ->
-    Smith), and "jo smi" matches first name "Jo..." with surname "Smi...".
-    """
-    q = (q or "").strip()
-    if not q:
-        return None
-    if "@" in q:
-        return Member.email == q.lower()
-    # Membership numbers and national IDs carry digits; leaving them out of
-    # plain-word searches lets the surname index answer alone (30x faster).
-    exact = (
-        [Member.membership_number == q.upper(), Member.national_id == re.sub(r"\s+", "", q).upper()]
-        if any(ch.isdigit() for ch in q)
-        else []
-    )
-    digits = re.sub(r"\D", "", q)
-    if len(digits) >= 7 and re.fullmatch(r"[+\d\s().-]+", q):
-        try:
-            exact.append(Member.phone == normalize_phone(q))
-        except ServiceError:
-            pass
-        return or_(*exact)
-    words = [fold(w) for w in q.replace(",", " ").split() if fold(w)]
-    if not words:
-        return or_(*exact) if exact else false()
-    if len(words) == 1:
-        return or_(*exact, prefix_range(Member.surname_key, words[0]))
-    first, last = words[0], words[-1]
-    return or_(
-        *exact,
-        and_(prefix_range(Member.surname_key, last), func.lower(Member.first_name).startswith(first)),
-        and_(prefix_range(Member.surname_key, first), func.lower(Member.first_name).startswith(last)),
-    )
 
 
 # --- figures (dashboard, reports) -----------------------------------------------------
@@ -560,3 +512,32 @@ def live_member_page_ids(unit_ids: list[int], offset: int, limit: int) -> list[i
     ]
     merged = union_all(*parts).subquery()
     return list(db.session.scalars(select(merged.c.id).order_by(merged.c.id.desc()).limit(limit).offset(offset)))
+
+
+
+# --- rules shared with the bulk writes (members_bulk) ---------------------------------
+
+
+def check_transition(old: str | None, new: str) -> None:
+    """Refuse a status change the lifecycle (TRANSITIONS) does not allow; ``old`` None is a new member."""
+    if old is None:
+        if new not in INITIAL_STATUSES:
+            raise ServiceError("A new member starts as pending or active.", field="status")
+        return
+    if new not in MEMBER_STATUSES:
+        raise ServiceError(f"Unknown status '{new}'.", field="status")
+    if new not in TRANSITIONS[old]:
+        allowed = ", ".join(sorted(TRANSITIONS[old])) or "none (final)"
+        raise ServiceError(f"A {old} member cannot become {new}. Allowed: {allowed}.", field="status", status=409)
+
+
+def duplicate_error(actor, existing: Member, field: str, label: str) -> DuplicateError:
+    """A second member would share ``existing``'s value: named only to those who may see them."""
+    visible = actor is None or can(actor, "members.read", existing.unit)
+    if visible:
+        deleted = " (deleted; it can be restored)" if existing.is_deleted else ""
+        message = (f"A member with this {label} already exists: "
+                   f"{existing.full_name} ({existing.membership_number}){deleted}.")
+    else:
+        message = f"A member with this {label} already exists."
+    return DuplicateError(message, field=field, existing_id=existing.id if visible else None)

@@ -17,7 +17,9 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Permission, Role, RoleAssignment, Unit, User
 from app.models.base import utcnow
-from app.security import can, forget_grants, grants_for
+from app.security import (
+    PORTAL_PERMISSIONS, authorize, authorize_everywhere, can, check_unit_choice, forget_grants, grants_for, permits,
+)
 from app.services import audit
 from app.services.errors import ServiceError
 
@@ -102,8 +104,8 @@ def role_by_name(name: str) -> Role:
 
 
 def _require(actor, permission: str) -> None:
-    if actor is not None and not can(actor, permission):
-        raise ServiceError("You may not manage roles.", status=403)
+    """Roles are global: managing them needs the permission everywhere."""
+    authorize_everywhere(actor, permission, message="You may not manage roles.")
 
 
 def create_role(actor, name: str, description: str = "", permissions: Iterable[str] = ()) -> Role:
@@ -164,9 +166,10 @@ def assign_role(actor, user: User, role: Role, unit: Unit | None = None,
     someone an admin.
     """
     if actor is not None:
-        if not can(actor, "users.update", unit):
-            raise ServiceError("You may not assign roles there.", field="unit_id", status=403)
-        for perm in role.permissions:
+        check_unit_choice(actor, unit, "users.update", refusal="You may not assign roles there.")
+        # A self-service role (the member role) carries no power over others.
+        staff_role = not {p.name for p in role.permissions} <= PORTAL_PERMISSIONS
+        for perm in role.permissions if staff_role else ():
             if not can(actor, perm.name, unit):
                 raise ServiceError(f"You cannot grant {perm.name}, which you do not hold there.", field="role_id",
                                    status=403)
@@ -192,8 +195,7 @@ def assign_role(actor, user: User, role: Role, unit: Unit | None = None,
 
 
 def unassign_role(actor, assignment: RoleAssignment) -> None:
-    if actor is not None and not can(actor, "users.update", assignment.unit):
-        raise ServiceError("You may not change roles there.", status=403)
+    authorize(actor, "users.update", assignment, message="You may not change roles there.")
     audit.record(actor, "role.unassign", assignment, unit_id=assignment.unit_id,
                  summary=f"Removed {assignment.role.name} from {assignment.user.email}")
     db.session.delete(assignment)
@@ -201,8 +203,29 @@ def unassign_role(actor, assignment: RoleAssignment) -> None:
     forget_grants()
 
 
-def effective_permissions(user: User) -> list[dict]:
-    """What a user may do and where: one row per permission with the units it covers."""
+def _sees_everything(viewer, user: User) -> bool:
+    return viewer is None or viewer.id == user.id
+
+
+def visible_assignments(viewer, user: User) -> tuple[list[RoleAssignment], int]:
+    """The user's role assignments ``viewer`` may see (users.read over their unit), and how many are hidden.
+
+    Console and API show the same: a coordinator never learns which roles a
+    colleague holds elsewhere, nor the names of units outside their area.
+    """
+    everything = sorted(user.assignments, key=lambda a: a.id)
+    if _sees_everything(viewer, user):
+        return everything, 0
+    shown = [a for a in everything if permits(viewer, "users.read", a)]
+    return shown, len(everything) - len(shown)
+
+
+def effective_permissions(user: User, viewer=None) -> list[dict]:
+    """What a user may do and where: one row per permission with the units it covers.
+
+    With a ``viewer``, units outside the viewer's users.read scope are left
+    out of each row and counted in its ``hidden``.
+    """
     by_perm: dict[str, list[str | None]] = {}
     for gr in grants_for(user):
         by_perm.setdefault(gr.permission, []).append(gr.unit_path)
@@ -211,14 +234,14 @@ def effective_permissions(user: User) -> list[dict]:
     rows = []
     for perm, paths in sorted(by_perm.items()):
         if None in paths:
-            rows.append({"permission": perm, "scope": "global", "units": []})
-        else:
-            rows.append({
-                "permission": perm,
-                "scope": "units",
-                "units": [
-                    {"id": u.id, "name": u.name, "code": u.code}
-                    for u in (units.get(int(p.strip("/").split("/")[-1])) for p in paths) if u
-                ],
-            })
+            rows.append({"permission": perm, "scope": "global", "units": [], "hidden": 0})
+            continue
+        covered = [u for u in (units.get(int(p.strip("/").split("/")[-1])) for p in paths) if u]
+        shown = covered if _sees_everything(viewer, user) else [u for u in covered if permits(viewer, "users.read", u)]
+        rows.append({
+            "permission": perm,
+            "scope": "units",
+            "units": [{"id": u.id, "name": u.name, "code": u.code} for u in shown],
+            "hidden": len(covered) - len(shown),
+        })
     return rows

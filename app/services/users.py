@@ -22,10 +22,11 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Role, Unit, User
 from app.models.base import utcnow
-from app.security import PORTAL_PERMISSIONS, can, forget_grants, has_permission, scoped
-from app.services import audit, rbac
+from app.security import PORTAL_PERMISSIONS, authorize, can, check_unit_choice, forget_grants, has_permission
+from app.services import audit, auth, rbac
 from app.services.auth import set_password
-from app.services.errors import DuplicateError, ServiceError
+from app.services.errors import DuplicateError, Forbidden, ServiceError
+from app.services.validation import FieldErrors
 
 
 def normalize_login_email(raw: str | None) -> str:
@@ -60,11 +61,7 @@ def check_can_manage(actor, user: User) -> None:
     """
     if actor is None:
         return
-    reachable = db.session.scalar(
-        scoped(select(User.id).where(User.id == user.id), actor, "users.update", User)
-    )
-    if reachable is None:
-        raise ServiceError("You may not change this user.", status=403)
+    authorize(actor, "users.update", user, message="You may not change this user.")
     now = utcnow()
     for assignment in user.assignments:
         if assignment.expires_at is not None and assignment.expires_at <= now:
@@ -74,11 +71,10 @@ def check_can_manage(actor, user: User) -> None:
             if perm.name in PORTAL_PERMISSIONS:
                 continue
             if not can(actor, perm.name, assignment.unit):
-                raise ServiceError(
+                raise Forbidden(
                     f"{user.email} holds {perm.name}"
                     f"{' at ' + assignment.unit.name if assignment.unit else ' everywhere'}, "
-                    "which you do not; only someone who holds it can change this account.",
-                    status=403,
+                    "which you do not; only someone who holds it can change this account."
                 )
 
 
@@ -99,21 +95,24 @@ def create_user(
     """
     if actor is not None:
         if not has_permission(actor, "users.create"):
-            raise ServiceError("You may not add users.", status=403)
+            raise Forbidden("You may not add users.")
         if not can(actor, "users.create", None):
             if role is None:
                 raise ServiceError(
                     "Give the new user a role in your area; otherwise they would be out of your reach.",
                     field="role_id",
                 )
-            if unit is None or not can(actor, "users.create", unit):
-                raise ServiceError("You may only add users inside your own area.", field="unit_id", status=403)
-    email = normalize_login_email(email)
+            check_unit_choice(actor, unit, "users.create", refusal="You may only add users inside your own area.")
+    user = User(active=True)
+    errors = FieldErrors()  # a bad email and a short password are reported together
+    with errors.check():
+        user.email = email = normalize_login_email(email)
+    with errors.check():
+        set_password(user, password)
+    errors.raise_if_any()
     existing = db.session.scalar(select(User.id).where(User.email == email))
     if existing is not None:
         raise DuplicateError(f"A user with the email {email} already exists.", field="email", existing_id=existing)
-    user = User(email=email, active=True, failed_logins=0)
-    set_password(user, password)
     db.session.add(user)
     db.session.flush()
     audit.record(actor, "user.create", user, unit_id=unit.id if unit is not None and role is not None else None,
@@ -131,6 +130,8 @@ def set_active(actor, user: User, active: bool) -> User:
     if user.active == active:
         return user
     user.active = active
+    if not active:
+        auth.end_sessions(user)  # a cookie from before stays dead even if the account comes back
     db.session.flush()
     forget_grants()
     audit.record(
@@ -145,17 +146,15 @@ def set_active(actor, user: User, active: bool) -> User:
 
 
 def unlock(actor, user: User) -> User:
-    """Lift a lockout after too many failed logins (clears the lock and the failure count)."""
+    """Lift the lockouts after failed logins: forgets the failures from every address."""
     check_can_manage(actor, user)
-    if user.locked_until is None and not user.failed_logins:
+    if not user.login_failures:
         return user
-    changes = audit.diff(
-        {"locked_until": user.locked_until, "failed_logins": user.failed_logins},
-        {"locked_until": None, "failed_logins": 0},
-    )
-    user.locked_until = None
-    user.failed_logins = 0
+    failures = sum(f.failures for f in user.login_failures)
+    locked = auth.clear_failures(user)
     db.session.flush()
     audit.record(actor, "user.unlock", user, unit_id=_audit_unit(actor, user),
-                 summary=f"Unlocked {user.email}", changes=changes)
+                 summary=f"Unlocked {user.email}",
+                 changes={"failed_logins": {"before": failures, "after": 0},
+                          "locked_addresses": {"before": locked, "after": 0}})
     return user

@@ -333,7 +333,8 @@ def test_done_when_bulk_issue_print_verify_revoke(client, staff, people, tree):
     victim = db.session.scalar(select(MembershipCard).where(MembershipCard.member_id == people["banda"].id))
     assert set(verdicts) == {victim.card_number, cards.current_card(people["phiri"]).card_number}
     detail = f"{LIST}details/?id={victim.id}"
-    response = post(client, f"{LIST}{victim.id}/do/revoke", {"revoke-reason": "reported stolen"}, detail)
+    response = post(client, f"{LIST}{victim.id}/do/revoke", {"revoke-reason": "reported stolen",
+                                                            "revoke-confirmed": "yes"}, detail)
     assert response.status_code == 302
     client.post("/logout", data={"csrf_token": token(client, detail)})
     page = get_ok(client, verdicts[victim.card_number])

@@ -119,7 +119,7 @@ def test_update_and_delete(as_coord, as_admin, tree, make_member):
     assert as_admin.delete(f"/events/{event['id']}").status_code == 204
     assert_error(as_admin.get(f"/events/{event['id']}"), 404)
     # An event with attendance is kept.
-    held = make(as_admin, tree["w1"])
+    held = make(as_admin, tree["w1"], walk_ins_allowed=True)
     m = make_member(tree["w1"])
     assert as_admin.put(f"/events/{held['id']}/attendance/{m.id}", json={"status": "attended"}).status_code == 200
     assert_error(as_admin.delete(f"/events/{held['id']}"), 409)

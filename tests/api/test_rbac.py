@@ -129,13 +129,13 @@ def test_effective_permissions_of_the_coordinator_cover_w1(as_super, staff, tree
     assert set(rows) == {"members.create", "members.read", "members.update", "members.export", "events.create",
                          "events.read", "events.update", "referrals.read", "cards.read"}
     w1 = {"id": tree["w1"].id, "name": "Lukashya Ward 1", "code": "W1"}
-    assert rows["members.read"] == {"permission": "members.read", "scope": "units", "units": [w1]}
+    assert rows["members.read"] == {"permission": "members.read", "scope": "units", "units": [w1], "hidden": 0}
 
 
 def test_users_may_read_their_own_roles_and_permissions(as_coord, as_member, staff, tree):
     own = as_coord.get(f"/users/{staff['coordinator'].id}/permissions")
     assert own.status_code == 200
-    assert {"permission": "members.read", "scope": "units",
+    assert {"permission": "members.read", "scope": "units", "hidden": 0,
             "units": [{"id": tree["w1"].id, "name": "Lukashya Ward 1", "code": "W1"}]} in own.get_json()["items"]
 
     roles = as_member.get(f"/users/{staff['member'].id}/roles").get_json()
@@ -177,7 +177,7 @@ def test_assign_and_remove_a_role(as_super, staff, tree, make_user):
     assert assignment["assigned_by"] == {"id": staff["super_admin"].id, "email": "super@test.org"}
     assert datetime.fromisoformat(assignment["expires_at"]) == expires
     perms = as_super.get(f"/users/{user.id}/permissions").get_json()["items"]
-    assert {"permission": "members.read", "scope": "units",
+    assert {"permission": "members.read", "scope": "units", "hidden": 0,
             "units": [{"id": tree["w2"].id, "name": "Lukashya Ward 2", "code": "W2"}]} in perms
 
     by_id = as_super.post(f"/users/{user.id}/roles", json={"role_id": role_id("member"), "unit_id": None})

@@ -51,9 +51,12 @@ def test_admin_prints_a_ward_and_a_revoked_card_says_so(live_server, page, tree,
     card = db.session.scalars(select(MembershipCard).order_by(MembershipCard.id)).first()
     page.goto(f"{live_server}/admin/cards/details/?id={card.id}")
     _shot(page, "3-card-detail")
-    page.fill("#card-revoke-form textarea", "Reported stolen")
     with page.expect_navigation():
-        page.click("#card-revoke-form button[type=submit]")
+        page.click("#card-revoke-form button[type=submit]")  # asks first, with a reason
+    assert "cannot be undone" in page.locator("#confirm-warning").inner_text()
+    page.fill("#card-revoke-confirm-form textarea", "Reported stolen")
+    with page.expect_navigation():
+        page.click("#confirm-revoke")
     assert "Revoked" in page.locator("#card-status").inner_text()
 
     from app.services import cards

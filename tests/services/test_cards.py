@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models import AuditEntry, CardTransaction, MembershipCard
 from app.services import card_keys, cards
 from app.services import members as member_service
-from app.services.errors import ServiceError
+from app.services.errors import Forbidden, NotFound, ServiceError
 
 # --- card numbers ------------------------------------------------------------------------
 
@@ -228,18 +228,24 @@ def test_change_card_status_maps_to_transitions(tree, make_member):
     assert card.status == "revoked"
 
 
-def test_actor_outside_the_members_area_is_refused(tree, staff, make_member):
+def test_actor_outside_the_members_area_is_told_it_does_not_exist(tree, staff, make_member):
     member = make_member(tree["w4"])
-    with pytest.raises(ServiceError, match="outside your area"):
+    with pytest.raises(NotFound):
         cards.issue_card(staff["coordinator"], member)
     card = cards.issue_card(None, member)
-    with pytest.raises(ServiceError, match="outside your area"):
+    with pytest.raises(NotFound):
         cards.suspend_card(staff["coordinator"], card, "x")
+    assert card.status == "active"
 
 
 def test_coordinator_cannot_issue_even_in_their_ward(tree, staff, make_member):
-    with pytest.raises(ServiceError, match="outside your area"):
-        cards.issue_card(staff["coordinator"], make_member(tree["w1"]))
+    member = make_member(tree["w1"])
+    with pytest.raises(Forbidden, match="may not issue or change cards"):
+        cards.issue_card(staff["coordinator"], member)
+    card = cards.issue_card(None, member)
+    with pytest.raises(Forbidden):
+        cards.revoke_card(staff["coordinator"], card, "x")
+    assert card.status == "active"
 
 
 # --- member status drags the card along -------------------------------------------------

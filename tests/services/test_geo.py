@@ -7,7 +7,7 @@ from app.extensions import db
 from app.models import Unit
 from app.security import subtree_unit_ids
 from app.services import geo
-from app.services.errors import ServiceError
+from app.services.errors import Forbidden, NotFound, ServiceError
 
 
 def test_paths_and_levels(ctx, tree):
@@ -77,8 +77,11 @@ def test_delete_only_empty_units(ctx, tree, make_member, staff):
 def test_rename(ctx, tree, staff):
     geo.update_unit(staff["super_admin"], tree["w2"], "New Name", "w2b")
     assert (tree["w2"].name, tree["w2"].code) == ("New Name", "W2B")
-    with pytest.raises(ServiceError, match="may not change"):
+    with pytest.raises(Forbidden, match="may not change"):
         geo.update_unit(staff["admin"], tree["w2"], "Other", "W2B")
+    with pytest.raises(NotFound):
+        geo.update_unit(staff["coordinator"], tree["w2"], "Other", "W2B")
+    assert tree["w2"].name == "New Name"
 
 
 def test_tree_limited_to_scope_keeps_ancestors(ctx, tree):

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, Member, MemberStatusChange
-from app.services import members
+from app.services import member_search, members
 from app.services.errors import DuplicateError, ServiceError
 
 
@@ -184,7 +184,7 @@ def test_search_clause_finds_by_each_identifier(ctx, tree, make_member):
     make_member(tree["w1"], first_name="Mary", last_name="Mwale")
 
     def find(q):
-        return {m.id for m in db.session.scalars(select(Member).where(members.search_clause(q)))}
+        return {m.id for m in db.session.scalars(select(Member).where(member_search.search_clause(q)))}
 
     assert find("mwan") == {jo.id}
     assert len(find("MW")) == 2
@@ -195,9 +195,20 @@ def test_search_clause_finds_by_each_identifier(ctx, tree, make_member):
     assert find("JO@example.org") == {jo.id}
     assert find("jos mwa") == {jo.id}
     assert find("zzz") == set()
-    assert members.search_clause("   ") is None
+    assert member_search.search_clause("   ") is None
 
 
 def test_search_of_punctuation_only_finds_nothing(ctx, tree, make_member):
     make_member(tree["w1"], last_name="Banda")
-    assert db.session.scalars(select(Member).where(members.search_clause(", ,"))).all() == []
+    assert db.session.scalars(select(Member).where(member_search.search_clause(", ,"))).all() == []
+
+
+def test_a_member_has_at_most_50_tags(ctx, tree):
+    data = {"first_name": "Ann", "last_name": "Tagged", "unit_id": tree["w1"].id}
+    fifty = [f"tag{i}" for i in range(50)]
+    member = members.create_member(None, {**data, "tags": fifty + ["TAG0", " tag1 "]})  # repeats count once
+    assert len(member.tags) == 50
+    with pytest.raises(ServiceError, match="at most 50 tags") as caught:
+        members.update_member(None, member, {"tags": fifty + ["one-more"]})
+    assert caught.value.field == "tags"
+    assert len(member.tags) == 50

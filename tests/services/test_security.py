@@ -92,8 +92,12 @@ def test_assigning_roles_is_limited_to_what_you_hold(ctx, tree, make_user):
     target = make_user("target@test.org")
     with pytest.raises(ServiceError, match="You cannot grant .*, which you do not hold there"):
         rbac.assign_role(p1_super, target, rbac.role_by_name("ward_coordinator"), tree["w1"])
-    with pytest.raises(ServiceError, match="may not assign roles there"):
+    with pytest.raises(ServiceError, match="outside your area") as err:
         rbac.assign_role(p1_super, target, role, tree["p2"])
+    assert (err.value.status, err.value.field) == (422, "unit_id")
+    with pytest.raises(ServiceError, match="may not assign roles there") as err:
+        rbac.assign_role(p1_super, target, role, None)  # everywhere: visible idea, not theirs to give
+    assert err.value.status == 403
     assignment = rbac.assign_role(p1_super, target, role, tree["w1"])
     assert assignment.assigned_by_id == p1_super.id
 

@@ -5,6 +5,8 @@
  * route (session + CSRF header) with a fresh nonce; a retry after a network
  * failure reuses the nonce, so the server answers the same and records once.
  * The gate name is chosen once per device and kept in localStorage.
+ * The screen shows only what the person at the door needs; technical details
+ * (which decoder, camera errors, HTTP statuses) go to the console log.
  */
 (function () {
   "use strict";
@@ -28,7 +30,6 @@
   var gateName = document.getElementById("gate-name");
   var gateDialog = document.getElementById("gate-dialog");
   var gateInput = document.getElementById("gate-input");
-  var decoderInfo = document.getElementById("decoder-info");
 
   var detector = null;
   var lastCode = null;
@@ -146,14 +147,17 @@
       body: JSON.stringify(body),
     }).then(function (response) {
       return response.json().catch(function () {
-        return { error: response.status === 400 ? "The page has expired: reload it." : "Unexpected answer (" + response.status + ")." };
+        console.log("check-in: answer " + response.status + " was not JSON");
+        return { error: response.status === 400 ? "The page has expired: reload it." : "Something went wrong. Try again." };
       }).then(function (data) {
         if (!response.ok) {
-          return { result: "rejected", reason: "error", message: data.error || "Refused (" + response.status + ")." };
+          console.log("check-in: refused with " + response.status, data);
+          return { result: "rejected", reason: "error", message: data.error || "The check-in was refused." };
         }
         return data;
       });
     }).catch(function (err) {
+      console.log("check-in: network error", err);
       // Network trouble: retry with the same nonce, so a request that did arrive counts once.
       if (attempt < 3) {
         return new Promise(function (resolve) { setTimeout(resolve, 400 * (attempt + 1)); })
@@ -219,7 +223,8 @@
 
   function startCamera() {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-      hint.textContent = "No camera here (it needs HTTPS). Find members by name below.";
+      console.log("camera: no getUserMedia (it needs a secure context: HTTPS or localhost)");
+      hint.textContent = "The camera cannot be used here. Find members by name below.";
       return;
     }
     navigator.mediaDevices.getUserMedia({
@@ -232,7 +237,11 @@
       hint.textContent = "Point the camera at the QR code on the card";
       loop();
     }).catch(function (err) {
-      hint.textContent = "Camera unavailable (" + (err && err.name ? err.name : "error") + "). Find members by name below.";
+      console.log("camera unavailable", err);
+      var refused = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
+      hint.textContent = refused
+        ? "The camera is not allowed. Allow it in the browser, or find members by name below."
+        : "The camera could not start. Find members by name below.";
     });
   }
 
@@ -276,7 +285,7 @@
   showGate();
   if (!gate()) askGate();
   startDecoder().then(function () {
-    decoderInfo.textContent = detector ? "Decoding with the browser's barcode detector." : "Decoding with jsQR.";
+    console.log(detector ? "check-in: decoding with the browser's barcode detector" : "check-in: decoding with jsQR");
     startCamera();
   });
   window.musterCheckin = { checkIn: checkIn, show: show };

@@ -1,0 +1,188 @@
+"""Uploads of the console flow: files waiting for their import, their mapping, the per-person quota.
+
+An upload is copied in chunks under the instance folder (never held in
+memory), inspected at once, and kept until its import ends, its owner
+discards it, or it expires (IMPORT_UPLOAD_TTL_HOURS). Each person may keep
+IMPORT_PENDING_MAX uploads waiting, IMPORT_PENDING_MAX_BYTES in all, so
+nobody can fill the disk with files they never import.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, or_, select
+
+from app.extensions import db
+from app.models import ImportUpload, Job
+from app.models.base import utcnow
+from app.security import can, scope_paths
+from app.services.errors import ServiceError
+from app.services.imports.mapping import FIELD_BY_KEY, check_mapping
+from app.services.imports.reading import FileInfo, ImportFileError, inspect_file, max_bytes, size_text
+from app.services.imports.validation import ImportSettings
+from app.services.imports.values import DATE_ORDERS
+
+
+def uploads_dir() -> Path:
+    """Where uploads wait for their import: IMPORT_UPLOAD_DIR, by default instance/imports/."""
+    path = Path(current_app.config.get("IMPORT_UPLOAD_DIR") or Path(current_app.instance_path) / "imports")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def upload_path(upload: ImportUpload) -> Path:
+    return uploads_dir() / upload.stored_name
+
+
+def _ttl() -> timedelta:
+    return timedelta(hours=int(current_app.config.get("IMPORT_UPLOAD_TTL_HOURS", 48)))
+
+
+def pending_uploads(actor) -> tuple[int, int]:
+    """(count, total bytes) of the actor's uploads still waiting: file kept and not expired."""
+    count, size = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(ImportUpload.size), 0))
+        .where(ImportUpload.created_by_id == getattr(actor, "id", None), ImportUpload.stored_name != "",
+               ImportUpload.created_at >= utcnow() - _ttl())
+    ).one()
+    return int(count), int(size)
+
+
+def _quota_left(actor) -> int | None:
+    """Bytes the actor's next upload may take within their quota; None for the system (no quota).
+
+    Refuses at once when they already keep IMPORT_PENDING_MAX uploads waiting.
+    """
+    if getattr(actor, "id", None) is None:
+        return None
+    most = int(current_app.config.get("IMPORT_PENDING_MAX", 5))
+    count, size = pending_uploads(actor)
+    if count >= most:
+        raise ServiceError(f"You already have {count} file{'s' if count != 1 else ''} waiting to be imported "
+                           f"({most} at most). Import or discard one of them (under Recent imports) before "
+                           "uploading another.", field="file", status=409)
+    return _max_pending_bytes() - size
+
+
+def _max_pending_bytes() -> int:
+    return int(current_app.config.get("IMPORT_PENDING_MAX_BYTES", 1024 * 1024 * 1024))
+
+
+def save_upload(actor, stream, filename: str) -> ImportUpload:
+    """Store an uploaded file under the instance folder and inspect it.
+
+    The file is copied in chunks (never held in memory) and refused when it
+    exceeds IMPORT_MAX_BYTES, the uploader's quota of files waiting
+    (IMPORT_PENDING_MAX, IMPORT_PENDING_MAX_BYTES), or cannot be imported;
+    then nothing is kept.
+    """
+    left = _quota_left(actor)
+    filename = os.path.basename((filename or "").replace("\\", "/")).strip() or "upload"
+    suffix = ".xlsx" if filename.lower().endswith(".xlsx") else ".csv"
+    stored = f"{uuid.uuid4().hex}{suffix}"
+    target = uploads_dir() / stored
+    limit, size = max_bytes(), 0
+    try:
+        with open(target, "wb") as out:
+            for chunk in iter(lambda: stream.read(1024 * 1024), b""):
+                size += len(chunk)
+                if size > limit:
+                    raise ImportFileError(f"The file is too large (more than {size_text(limit)}). "
+                                          "Split it into smaller files.")
+                if left is not None and size > left:
+                    raise ImportFileError(
+                        f"With this file, your files waiting to be imported would take more than the "
+                        f"{size_text(_max_pending_bytes())} allowed per person. Import or discard one of them "
+                        "(under Recent imports) first.")
+                out.write(chunk)
+        info = inspect_file(target, filename)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    upload = ImportUpload(filename=filename[:255], stored_name=stored, size=size, format=info.format,
+                          encoding=info.encoding, delimiter=info.delimiter, sheet=info.sheet,
+                          header_line=info.header_line, headers=info.headers, options={},
+                          created_by_id=getattr(actor, "id", None))
+    db.session.add(upload)
+    db.session.flush()
+    return upload
+
+
+def upload_info(upload: ImportUpload) -> FileInfo:
+    return FileInfo(format=upload.format, encoding=upload.encoding, delimiter=upload.delimiter, sheet=upload.sheet,
+                     header_line=upload.header_line, headers=list(upload.headers or []), size=upload.size)
+
+
+def visible_uploads(user):
+    """Uploads a user may continue: their own, or all of them for global importers."""
+    stmt = select(ImportUpload).order_by(ImportUpload.id.desc())
+    if user is not None and scope_paths(user, "members.create") is None:
+        return stmt
+    return stmt.where(ImportUpload.created_by_id == getattr(user, "id", None))
+
+
+def delete_upload_file(upload: ImportUpload) -> None:
+    if upload.stored_name:
+        upload_path(upload).unlink(missing_ok=True)
+        upload.stored_name = ""
+
+
+def discard_upload(actor, upload: ImportUpload) -> None:
+    """Delete a waiting upload's file (it no longer counts against the quota); the record stays."""
+    if db.session.scalar(visible_uploads(actor).where(ImportUpload.id == upload.id)) is None:
+        raise ServiceError("No such upload.", status=404)
+    job = db.session.get(Job, upload.import_job_id) if upload.import_job_id is not None else None
+    if job is not None and job.state in ("queued", "running"):
+        raise ServiceError("This file is being imported: wait for the import to end.", status=409)
+    delete_upload_file(upload)
+    db.session.flush()
+
+
+def cleanup_uploads() -> int:
+    """Delete the files of uploads left unfinished for longer than IMPORT_UPLOAD_TTL_HOURS."""
+    cutoff = utcnow() - _ttl()
+    busy = select(Job.id).where(Job.state.in_(("queued", "running")))
+    stale = db.session.scalars(
+        select(ImportUpload).where(ImportUpload.stored_name != "", ImportUpload.created_at < cutoff)
+        .where(or_(ImportUpload.import_job_id.is_(None), ImportUpload.import_job_id.not_in(busy)))
+    ).all()
+    for upload in stale:
+        delete_upload_file(upload)
+    db.session.flush()
+    return len(stale)
+
+
+def settings_for(upload: ImportUpload, mode: str = "valid") -> ImportSettings:
+    options = dict(upload.options or {})
+    return ImportSettings(
+        mapping=list(upload.mapping or []),
+        default_unit_id=options.get("default_unit_id"),
+        date_order=options.get("date_order") or current_app.config.get("IMPORT_DATE_ORDER", "DMY"),
+        default_status=options.get("default_status") or "pending",
+        mode=mode,
+        batch_size=int(current_app.config.get("IMPORT_BATCH_SIZE", 1000)),
+    )
+
+
+def set_mapping(actor, upload: ImportUpload, mapping: list[str], options: dict[str, Any]) -> None:
+    """Record the chosen mapping and options on an upload (checked, with the default ward's scope)."""
+    mapping = [m if m in FIELD_BY_KEY else "" for m in mapping][: len(upload.headers)]
+    mapping += [""] * (len(upload.headers) - len(mapping))
+    default_unit_id = options.get("default_unit_id")
+    check_mapping(mapping, default_unit_id)
+    if default_unit_id is not None and actor is not None and not can(actor, "members.create", default_unit_id):
+        raise ServiceError("That ward does not exist or is outside your area.", field="default_unit")
+    if options.get("date_order") not in DATE_ORDERS:
+        raise ServiceError("Choose how dates are written.", field="date_order")
+    if options.get("default_status") not in ("pending", "active"):
+        raise ServiceError("New members start as pending or active.", field="default_status")
+    upload.mapping = mapping
+    upload.options = {k: options.get(k) for k in ("default_unit_id", "date_order", "default_status")}
+    db.session.flush()
+

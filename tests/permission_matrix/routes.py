@@ -1,0 +1,284 @@
+"""The table: one row per (endpoint, HTTP method) of the console and the API.
+
+A row says what the route needs and what it acts on; ``rules.expected`` turns
+that into the answer each principal must get on each side. Placeholders in
+paths and bodies (``{member}``, ``{unit}``, ``{tag}``...) are filled from the
+world fixture's objects for the side being tried (see ``conftest.py``).
+
+``needs``: the permission the action takes ("console": any staff; "api": any
+signed-in caller). ``obj``: the kind of object the URL (or, with ``in_body``,
+the body) names. ``reads``: what makes that object visible (default: the
+resource's ``.read``). ``global_only``: objects of no unit (roles) need the
+permission everywhere. ``form``: a console form, where success is a redirect
+and a re-rendered page means refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from tests.conftest import PASSWORD
+
+NEW_PASSWORD = PASSWORD + "-2"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file field of a multipart console form."""
+
+    filename: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Row:
+    endpoint: str
+    method: str
+    path: str
+    needs: str
+    obj: str | None = None
+    body: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] = field(default_factory=dict)
+    reads: str = ""
+    global_only: bool = False
+    in_body: bool = False
+    form: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.reads:
+            resource = self.needs.split(".")[0]
+            object.__setattr__(self, "reads", self.needs if "." not in self.needs else f"{resource}.read")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.endpoint, self.method)
+
+    @property
+    def console(self) -> bool:
+        return self.path.startswith("/admin")
+
+
+def _mapping_form(values: dict[str, Any]) -> dict[str, Any]:
+    return {**values["mapping_form"], "default_unit": "", "date_order": "DMY", "default_status": "pending"}
+
+
+MEMBER_FORM = {"first_name": "Matrix", "last_name": "Person", "unit": "{unit}"}
+EVENT_FORM = {"title": "Matrix event {tag}", "event_type": "meeting", "unit": "{unit}", "checkin_rule": "once",
+              "start_at": "2031-01-01T10:00", "end_at": "2031-01-01T12:00"}
+EVENT_JSON = {"title": "New", "start_at": "2031-01-01T10:00:00Z", "end_at": "2031-01-01T12:00:00Z", "unit_id": "{unit}"}
+UNIT_READ = "members.read"  # a unit is visible with members.read (the geography tree, GET /api/v1/units/{id})
+
+ROWS = [
+    # --- console: members
+    Row("admin.index", "GET", "/admin/", "console"),
+    Row("member.index_view", "GET", "/admin/member/", "members.read"),
+    Row("member.details_view", "GET", "/admin/member/details/?id={member}", "members.read", "member"),
+    Row("member.photo_view", "GET", "/admin/member/photo/{member}", "members.read", "member"),
+    Row("member.create_view", "GET", "/admin/member/new/", "members.create"),
+    Row("member.create_view", "POST", "/admin/member/new/", "members.create", "unit",
+        {**MEMBER_FORM, "status": "pending"}, in_body=True, form=True),
+    Row("member.edit_view", "GET", "/admin/member/edit/?id={member}", "members.update", "member"),
+    Row("member.edit_view", "POST", "/admin/member/edit/?id={member}", "members.update", "member", MEMBER_FORM,
+        form=True),
+    Row("member.status_view", "GET", "/admin/member/status/{member}", "members.update", "member"),
+    Row("member.status_view", "POST", "/admin/member/status/{member}", "members.update", "member",
+        {"status": "suspended", "reason": "matrix"}, form=True),
+    Row("member.delete_view", "POST", "/admin/member/delete/", "members.delete", "member", {"id": "{member}"}),
+    Row("member.deleted_view", "GET", "/admin/member/deleted/", "members.delete"),
+    Row("member.restore_view", "POST", "/admin/member/restore/", "members.delete", "deleted_member",
+        {"id": "{deleted_member}"}, reads="members.delete"),
+    Row("member.export_view", "GET", "/admin/member/export/?format=csv", "members.export"),
+    # --- console: geography
+    Row("geo.index", "GET", "/admin/geography/", "members.read"),
+    Row("geo.create", "GET", "/admin/geography/new", "units.create"),
+    Row("geo.create", "POST", "/admin/geography/new", "units.create", "branch",
+        {"parent": "{branch}", "name": "Matrix ward {tag}", "code": "MX-{tag}"}, reads=UNIT_READ, in_body=True,
+        form=True),
+    Row("geo.edit", "GET", "/admin/geography/{unit}/edit", "units.update", "unit", reads=UNIT_READ),
+    Row("geo.edit", "POST", "/admin/geography/{unit}/edit", "units.update", "unit",
+        {"name": "{unit_name}", "code": "{unit_code}"}, reads=UNIT_READ, form=True),
+    Row("geo.move", "POST", "/admin/geography/{unit}/move", "units.update", "unit", {"parent": "{unit_parent}"},
+        reads=UNIT_READ, form=True),
+    Row("geo.delete", "GET", "/admin/geography/{unit}/delete", "units.delete", "unit", reads=UNIT_READ),
+    Row("geo.delete", "POST", "/admin/geography/{empty_unit}/delete", "units.delete", "empty_unit", reads=UNIT_READ,
+        form=True),
+    # --- console: access
+    Row("roles.index", "GET", "/admin/roles/", "roles.read"),
+    Row("roles.create", "GET", "/admin/roles/new", "roles.create", global_only=True),
+    Row("roles.create", "POST", "/admin/roles/new", "roles.create",
+        body={"name": "matrix_new", "description": "x", "permissions": "members.read"}, global_only=True, form=True),
+    Row("roles.edit", "GET", "/admin/roles/{role}/edit", "roles.update", global_only=True),
+    Row("roles.edit", "POST", "/admin/roles/{role}/edit", "roles.update",
+        body={"description": "x", "permissions": "members.read"}, global_only=True, form=True),
+    Row("roles.delete", "GET", "/admin/roles/{role}/delete", "roles.delete", global_only=True),
+    Row("roles.delete", "POST", "/admin/roles/{role}/delete", "roles.delete", global_only=True, form=True),
+    Row("users.index", "GET", "/admin/users/", "users.read"),
+    Row("users.create", "GET", "/admin/users/new", "users.create"),
+    Row("users.create", "POST", "/admin/users/new", "users.create", "unit",
+        {"email": "new-{tag}@test.org", "password": NEW_PASSWORD, "role_id": "{coord_role}", "unit_id": "{unit}"},
+        reads="users.read", in_body=True, form=True),
+    Row("users.details", "GET", "/admin/users/{user}/", "users.read", "user"),
+    Row("users.permissions", "GET", "/admin/users/{user}/permissions", "users.read", "user"),
+    Row("users.set_active", "POST", "/admin/users/{user}/active", "users.update", "user", {"active": "0"}),
+    Row("users.unlock", "POST", "/admin/users/{user}/unlock", "users.update", "user"),
+    Row("users.assign", "POST", "/admin/users/{user}/assign", "users.update", "user",
+        {"role_id": "{member_role}", "unit_id": "{unit}"}, form=True),
+    Row("users.unassign", "POST", "/admin/users/{user}/assignments/{assignment}/remove", "users.update", "user"),
+    # --- console: audit log
+    Row("audit.index_view", "GET", "/admin/audit/", "reports.read"),
+    Row("audit.details_view", "GET", "/admin/audit/details/?id={entry}", "reports.read", "entry"),
+    # --- console: background jobs (their owner's, or everyone's for global report readers)
+    Row("jobs.index", "GET", "/admin/jobs/", "console"),
+    Row("jobs.details", "GET", "/admin/jobs/{job}", "console", "job"),
+    Row("jobs.progress", "GET", "/admin/jobs/{job}/progress", "console", "job"),
+    Row("jobs.download", "GET", "/admin/jobs/{job}/files/{job_file}", "console", "job"),
+    Row("jobs.retry", "POST", "/admin/jobs/{job}/retry", "console", "job"),
+    # --- console: imports (an upload is its owner's, or any global importer's)
+    Row("imports.index", "GET", "/admin/imports/", "members.create"),
+    Row("imports.index", "POST", "/admin/imports/", "members.create",
+        body={"file": "{csv_file}", "saved_mapping": ""}, form=True),
+    Row("imports.mapping", "GET", "/admin/imports/{upload}/mapping", "members.create", "upload",
+        reads="members.create"),
+    Row("imports.mapping", "POST", "/admin/imports/{upload}/mapping", "members.create", "upload", _mapping_form,
+        reads="members.create", form=True),
+    Row("imports.preview", "GET", "/admin/imports/{upload}/preview", "members.create", "upload",
+        reads="members.create"),
+    Row("imports.preview_status", "GET", "/admin/imports/{upload}/preview/status", "members.create", "upload",
+        reads="members.create"),
+    Row("imports.discard", "POST", "/admin/imports/{upload}/discard", "members.create", "upload",
+        reads="members.create"),
+    Row("imports.start", "POST", "/admin/imports/{upload}/start", "members.create", "upload", {"mode": "valid"},
+        reads="members.create"),
+    # --- console: events
+    Row("events.index", "GET", "/admin/events/", "events.read"),
+    Row("events.feed", "GET", "/admin/events/feed", "events.read"),
+    Row("events.create", "GET", "/admin/events/new", "events.create"),
+    Row("events.create", "POST", "/admin/events/new", "events.create", "unit", {**EVENT_FORM, "status": "draft"},
+        in_body=True, form=True),
+    Row("events.details", "GET", "/admin/events/{event}/", "events.read", "event"),
+    Row("events.counts", "GET", "/admin/events/{event}/counts", "events.read", "event"),
+    Row("events.export", "GET", "/admin/events/{event}/export/xlsx", "events.read", "event"),
+    Row("events.attachment", "GET", "/admin/events/{event}/attachments/{attachment}", "events.read", "event"),
+    Row("events.edit", "GET", "/admin/events/{event}/edit", "events.update", "event"),
+    Row("events.edit", "POST", "/admin/events/{event}/edit", "events.update", "event",
+        {**EVENT_FORM, "status": "upcoming"}, form=True),
+    Row("events.set_status", "POST", "/admin/events/{event}/status", "events.update", "event",
+        {"status": "cancelled"}),
+    Row("events.delete", "POST", "/admin/events/{event}/delete", "events.delete", "event"),
+    Row("events.search", "GET", "/admin/events/{event}/search?q=Last", "events.update", "event"),
+    Row("events.register", "POST", "/admin/events/{event}/register", "events.update", "event",
+        {"member_id": "{member}"}),
+    Row("events.attendance", "POST", "/admin/events/{event}/members/{member}/attendance", "events.update",
+        "event", {"status": "attended"}),
+    Row("events.cancel", "POST", "/admin/events/{event}/members/{member}/cancel", "events.update", "event"),
+    Row("events.no_shows", "POST", "/admin/events/{event}/no-shows", "events.update", "event"),
+    Row("events.upload", "POST", "/admin/events/{event}/attachments", "events.update", "event",
+        {"kind": "agenda", "file": "{pdf_file}"}),
+    Row("events.delete_attachment", "POST", "/admin/events/{event}/attachments/{attachment}/delete",
+        "events.update", "event"),
+    Row("events.checkin_page", "GET", "/admin/events/{event}/checkin", "events.update", "event"),
+    Row("events.checkin", "POST", "/admin/events/{event}/checkin", "events.update", "event",
+        {"member_id": "{member}", "nonce": "matrix-1"}),
+    Row("events.lookup", "GET", "/admin/events/{event}/checkin/lookup?q=Last", "events.update", "event"),
+    # --- console: membership cards (a card's unit is its member's)
+    Row("cards.index_view", "GET", "/admin/cards/", "cards.read"),
+    Row("cards.details_view", "GET", "/admin/cards/details/?id={card}", "cards.read", "card"),
+    Row("cards.pdf_view", "GET", "/admin/cards/{card}/pdf", "cards.read", "card"),
+    Row("cards.confirm_view", "GET", "/admin/cards/{card}/confirm/revoke", "cards.update", "card"),
+    Row("cards.transition_view", "POST", "/admin/cards/{card}/do/suspend", "cards.update", "card",
+        {"suspend-reason": "matrix"}, form=True),
+    Row("cards.issue_view", "POST", "/admin/cards/issue/{cardless}", "cards.create", "cardless",
+        {"card_type": "standard"}),
+    Row("cards.batch_view", "GET", "/admin/cards/batch/", "cards.create"),
+    Row("cards.batch_view", "POST", "/admin/cards/batch/", "cards.create", "unit",
+        {"unit": "{unit}", "mode": "issue", "card_type": "standard", "member_ids": ""}, in_body=True, form=True),
+    # --- API: members and units
+    Row("api.list_members", "GET", "/api/v1/members", "members.read"),
+    Row("api.create_member", "POST", "/api/v1/members", "members.create", "unit",
+        {"first_name": "New", "last_name": "Person", "unit_id": "{unit}"}, in_body=True),
+    Row("api.get_member", "GET", "/api/v1/members/{member}", "members.read", "member"),
+    Row("api.update_member", "PUT", "/api/v1/members/{member}", "members.update", "member", {"notes": "seen"}),
+    Row("api.delete_member", "DELETE", "/api/v1/members/{member}", "members.delete", "member"),
+    Row("api.export_members", "GET", "/api/v1/members/export", "members.export"),
+    Row("api.list_units", "GET", "/api/v1/units", "members.read"),
+    Row("api.get_unit", "GET", "/api/v1/units/{unit}", "members.read", "unit"),
+    # --- API: roles (global objects) and users' roles
+    Row("api.list_permissions", "GET", "/api/v1/permissions", "roles.read", global_only=True),
+    Row("api.list_roles", "GET", "/api/v1/roles", "roles.read", global_only=True),
+    Row("api.create_role", "POST", "/api/v1/roles", "roles.create", body={"name": "fresh_role"}, global_only=True),
+    Row("api.get_role", "GET", "/api/v1/roles/{role}", "roles.read", global_only=True),
+    Row("api.update_role", "PUT", "/api/v1/roles/{role}", "roles.update", body={"description": "x"},
+        global_only=True),
+    Row("api.delete_role", "DELETE", "/api/v1/roles/{role}", "roles.delete", global_only=True),
+    Row("api.get_role_permissions", "GET", "/api/v1/roles/{role}/permissions", "roles.read", global_only=True),
+    Row("api.set_role_permissions", "PUT", "/api/v1/roles/{role}/permissions", "roles.update",
+        body={"permissions": ["members.read"]}, global_only=True),
+    Row("api.list_user_roles", "GET", "/api/v1/users/{user}/roles", "users.read", "user"),
+    Row("api.assign_user_role", "POST", "/api/v1/users/{user}/roles", "users.update", "user",
+        {"role": "member", "unit_id": "{unit}"}),
+    Row("api.remove_user_role", "DELETE", "/api/v1/users/{user}/roles/{assignment}", "users.update", "user"),
+    Row("api.user_permissions", "GET", "/api/v1/users/{user}/permissions", "users.read", "user"),
+    Row("api.revoke_token", "DELETE", "/api/v1/auth/token", "api"),
+    # --- API: events (members see the published events open to their unit; staff by scope)
+    Row("api.list_events", "GET", "/api/v1/events", "events.read"),
+    Row("api.create_event", "POST", "/api/v1/events", "events.create", "unit", EVENT_JSON, in_body=True),
+    Row("api.get_event", "GET", "/api/v1/events/{event}", "events.read", "event"),
+    Row("api.update_event", "PUT", "/api/v1/events/{event}", "events.update", "event", {"venue": "Hall"}),
+    Row("api.delete_event", "DELETE", "/api/v1/events/{event}", "events.delete", "event"),
+    Row("api.register_for_event", "POST", "/api/v1/events/{event}/register", "events.update", "event",
+        {"member_id": "{member}"}),
+    Row("api.cancel_registration", "DELETE", "/api/v1/events/{event}/register/{member}", "events.update", "event"),
+    Row("api.list_attendees", "GET", "/api/v1/events/{event}/attendees", "members.read", "event",
+        reads="events.read"),
+    Row("api.set_attendance", "PUT", "/api/v1/events/{event}/attendance/{member}", "events.update", "event",
+        {"status": "attended"}),
+    Row("api.checkin", "POST", "/api/v1/events/{event}/checkin", "events.update", "event",
+        {"member_id": "{member}", "nonce": "matrix-1"}),
+    Row("api.member_events", "GET", "/api/v1/members/{member}/events", "members.read", "member"),
+    # --- API: membership cards
+    Row("api.list_cards", "GET", "/api/v1/cards", "cards.read"),
+    Row("api.create_card", "POST", "/api/v1/cards", "cards.create", "cardless", {"member_id": "{cardless}"},
+        in_body=True),
+    Row("api.get_card", "GET", "/api/v1/cards/{card}", "cards.read", "card"),
+    Row("api.update_card", "PUT", "/api/v1/cards/{card}", "cards.update", "card",
+        {"status": "suspended", "reason": "matrix"}),
+    Row("api.revoke_card", "DELETE", "/api/v1/cards/{card}", "cards.update", "card"),
+    Row("api.reissue_card", "POST", "/api/v1/cards/{card}/reissue", "cards.create", "card", {"reason": "lost"}),
+    Row("api.card_qr", "GET", "/api/v1/cards/{card}/qr", "cards.read", "card"),
+    Row("api.card_pdf_file", "GET", "/api/v1/cards/{card}/pdf", "cards.read", "card"),
+    Row("api.member_card", "GET", "/api/v1/members/{member}/card", "cards.read", "member"),
+    Row("api.renew_member_card", "POST", "/api/v1/members/{member}/card/renew", "cards.update", "member"),
+]
+
+# Anyone may call these (they are tested in their own modules).
+PUBLIC = {("api.issue_token", "POST"), ("api.openapi_document", "GET"), ("api.verify_card", "POST")}
+# Outside the matrix: the member portal, sign-in, the public verification page, static files.
+EXCLUDED_BLUEPRINTS = {"portal", "auth", "verify"}
+EXCLUDED_ENDPOINTS = {"static", "admin.static"}
+
+# Flask-Admin's built-in routes that this console switches off: they must never act.
+SWITCHED_OFF = {
+    ("member.ajax_lookup", "GET"): "/admin/member/ajax/lookup/?name=unit&query=a",
+    ("member.ajax_update", "POST"): "/admin/member/ajax/update/",
+    ("member.export", "GET"): "/admin/member/export/csv/",
+    ("audit.create_view", "GET"): "/admin/audit/new/",
+    ("audit.create_view", "POST"): "/admin/audit/new/",
+    ("audit.edit_view", "GET"): "/admin/audit/edit/?id={entry}",
+    ("audit.edit_view", "POST"): "/admin/audit/edit/?id={entry}",
+    ("audit.delete_view", "POST"): "/admin/audit/delete/",
+    ("audit.action_view", "POST"): "/admin/audit/action/",
+    ("audit.ajax_lookup", "GET"): "/admin/audit/ajax/lookup/?name=actor&query=a",
+    ("audit.ajax_update", "POST"): "/admin/audit/ajax/update/",
+    ("audit.export", "GET"): "/admin/audit/export/csv/",
+    ("cards.create_view", "GET"): "/admin/cards/new/",
+    ("cards.create_view", "POST"): "/admin/cards/new/",
+    ("cards.edit_view", "GET"): "/admin/cards/edit/?id={card}",
+    ("cards.edit_view", "POST"): "/admin/cards/edit/?id={card}",
+    ("cards.delete_view", "POST"): "/admin/cards/delete/",
+    ("cards.action_view", "POST"): "/admin/cards/action/",
+    ("cards.ajax_lookup", "GET"): "/admin/cards/ajax/lookup/?name=member&query=a",
+    ("cards.ajax_update", "POST"): "/admin/cards/ajax/update/",
+    ("cards.export", "GET"): "/admin/cards/export/csv/",
+}
+# The member list's bulk action has its own test (test_bulk_delete_only_touches_rows_in_scope).
+BULK = Row("member.action_view", "POST", "/admin/member/action/", "members.delete")
