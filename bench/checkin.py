@@ -25,16 +25,15 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
+
+from bench.servers import Gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1/postgres")
@@ -42,6 +41,7 @@ DB_NAME = os.environ.get("BENCH_CHECKIN_DB", "muster_bench_checkin")
 WORKERS = 2
 SERVER_THREADS = int(os.environ.get("BENCH_CHECKIN_THREADS", "4"))
 WORKER_CLASS = os.environ.get("BENCH_CHECKIN_WORKER_CLASS", "gthread")
+SERVER_OPTIONS = ["-w", str(WORKERS), "-k", WORKER_CLASS, "--threads", str(SERVER_THREADS), "--keep-alive", "30"]
 CLIENTS = int(os.environ.get("BENCH_CHECKIN_CLIENTS", "6"))  # gates scanning at once
 MAX_SECONDS = float(os.environ.get("BENCH_CHECKIN_SECONDS", "60"))
 TARGETS = {"per_second": 300, "p95_ms": 50}
@@ -61,12 +61,6 @@ def _admin_sql(*statements: str) -> None:
                 conn.execute(text(statement))
     finally:
         engine.dispose()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- data -------------------------------------------------------------------------------
@@ -179,7 +173,7 @@ def _pids(*pgrep_args: str) -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-def _measured(server: "Server", run_load) -> dict:
+def _measured(server: "Gunicorn", run_load) -> dict:
     """Run the load; add the CPU milliseconds per request of the app workers, PostgreSQL and the client."""
     workers = _pids("-P", str(server.process.pid))
     backends = _pids("-f", f"postgres: .*{DB_NAME}")
@@ -199,43 +193,6 @@ def _measured(server: "Server", run_load) -> dict:
 
 
 # --- servers and load -------------------------------------------------------------------
-
-
-class Server:
-    """gunicorn with 2 workers on a loopback port, started and stopped by the benchmark."""
-
-    def __init__(self, app_path: str, env: dict[str, str]) -> None:
-        self.port = _free_port()
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        self.process = subprocess.Popen(
-            [gunicorn, "-w", str(WORKERS), "-k", WORKER_CLASS, "--threads", str(SERVER_THREADS), "--keep-alive", "30",
-             "-b", f"127.0.0.1:{self.port}", "--log-level", "warning", app_path],
-            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-
-    def wait(self, path: str) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("gunicorn exited: " + self.process.stderr.read().decode()[-2000:])
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", path)
-                conn.getresponse().read()
-                conn.close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("gunicorn did not start")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def _load(port: int, path: str, bodies: list[bytes], headers_for, clients: int) -> dict:
@@ -302,14 +259,14 @@ def run(scale: float) -> dict:
     workdir = Path(os.environ.get("BENCH_DIR", Path(tempfile.gettempdir()) / "muster-bench")) / "checkin"
     workdir.mkdir(parents=True, exist_ok=True)
     _admin_sql(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)', f'CREATE DATABASE "{DB_NAME}"')
-    servers: list[Server] = []
+    servers: list[Gunicorn] = []
     try:
         info = _prepare(count, workdir)
         env = {"DATABASE_URL": _url(DB_NAME), "MUSTER_INSTANCE_DIR": str(workdir),
                "MUSTER_CARD_KEYS_DIR": info["keys_dir"], "SECRET_KEY": "bench-secret-key",
                "BENCH_DATABASE_URL": _url(DB_NAME)}
 
-        muster = Server("wsgi:app", env)
+        muster = Gunicorn("wsgi:app", env, SERVER_OPTIONS)
         servers.append(muster)
         muster.wait("/api/v1/openapi.json")
         path = f"/api/v1/events/{info['event_id']}/checkin"
@@ -328,7 +285,7 @@ def run(scale: float) -> dict:
         ours["database_after"] = _attendance(info["event_id"])
         muster.stop()
 
-        bare = Server("bench.checkin_bare:app", env)
+        bare = Gunicorn("bench.checkin_bare:app", env, SERVER_OPTIONS)
         servers.append(bare)
         bare_path = f"/events/{info['bare_event_id']}/checkin"
         bare.wait(bare_path.replace("checkin", "x"))

@@ -29,11 +29,7 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -41,6 +37,8 @@ from collections import Counter
 from pathlib import Path
 
 import requests
+
+from bench.servers import Gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 API_EXPORTS, CONSOLE_EXPORTS, UPDATES, NEW_TOKEN_READS = 35, 15, 30, 15
@@ -83,46 +81,6 @@ def _prepare(url: str, count: int) -> dict:
         db.session.commit()
         db.engine.dispose()
     return info
-
-
-class Gunicorn:
-    """``gunicorn wsgi:app`` as ``make run`` starts it, logging to a file (tracebacks included)."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._log_file = open(log, "wb")
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        self.process = subprocess.Popen(
-            [gunicorn, "--workers", "2", "--threads", "4", "-b", f"127.0.0.1:{self.port}", "--log-level", "warning",
-             "wsgi:app"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=self._log_file,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError("gunicorn exited: " + log.read_text()[-2000:])
-            try:
-                requests.get(f"{self.base}/login", timeout=10)
-                return
-            except requests.RequestException:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("gunicorn did not start") from None
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log_file.close()
 
 
 def _console_cookies(base: str) -> dict[str, str]:
@@ -236,7 +194,9 @@ def run(scale: float) -> dict:
     url = f"sqlite:///{workdir / 'muster.db'}"
     os.environ["MUSTER_INSTANCE_DIR"] = str(workdir)  # before the app is imported: its generated files go here
     info = _prepare(url, members)
-    server = Gunicorn({"DATABASE_URL": url, "MUSTER_INSTANCE_DIR": str(workdir)}, workdir / "gunicorn.log")
+    server = Gunicorn("wsgi:app", {"DATABASE_URL": url, "MUSTER_INSTANCE_DIR": str(workdir)},
+                      ["--workers", "2", "--threads", "4"], log=workdir / "gunicorn.log")
+    server.wait("/login")
     try:
         cookies = _console_cookies(server.base)
         warm = requests.get(f"{server.base}/api/v1/members?per_page=1", timeout=60,

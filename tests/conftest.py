@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 # Before the app is imported: its instance folder (generated keys, job files,
@@ -24,6 +25,7 @@ from flask import g, has_app_context  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
 from sqlalchemy import text  # noqa: E402
+from werkzeug.serving import make_server  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.config import TestConfig  # noqa: E402
@@ -138,6 +140,19 @@ def wipe_tables() -> None:
                 conn.execute(text(f"DELETE FROM {name}"))
     rbac.ensure_catalogue()
     db.session.commit()
+
+
+@pytest.fixture()
+def live_server(committing_app):
+    """Muster on a real threaded HTTP server (werkzeug) on 127.0.0.1 for one test; yields its base URL."""
+    server = make_server("127.0.0.1", 0, committing_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
 
 
 @pytest.fixture()

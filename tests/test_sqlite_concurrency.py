@@ -21,10 +21,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-import pytest
 import requests
 from sqlalchemy import func, insert, select, update
-from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.models import ApiToken, AuditEntry, Member
@@ -36,19 +34,6 @@ MEMBERS = 120
 API_EXPORTS, CONSOLE_EXPORTS = 35, 15
 UPDATES = 30
 NEW_TOKEN_READS = 15
-
-
-@pytest.fixture()
-def server(committing_app):
-    """Muster on a real threaded HTTP server in this process; yields its base URL."""
-    httpd = make_server("127.0.0.1", 0, committing_app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=10)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -72,7 +57,7 @@ def exported_numbers(body: bytes) -> list[str]:
     return [row[0] for row in rows[1:]]
 
 
-def test_exports_updates_and_new_tokens_at_once_never_fail(server, tree, staff, make_member):
+def test_exports_updates_and_new_tokens_at_once_never_fail(live_server, tree, staff, make_member):
     members = [make_member(tree["w1"] if i % 2 else tree["w2"]) for i in range(MEMBERS)]
     numbers = sorted(m.membership_number for m in members)
     in_w1 = sum(1 for m in members if m.unit_id == tree["w1"].id)
@@ -80,23 +65,23 @@ def test_exports_updates_and_new_tokens_at_once_never_fail(server, tree, staff, 
     admin_token, _row = auth_service.issue_token(staff["admin"])
     fresh = [auth_service.issue_token(staff["coordinator"], name=f"gate {i}") for i in range(NEW_TOKEN_READS)]
     db.session.commit()
-    cookies = console_cookies(server, "super@test.org")
+    cookies = console_cookies(live_server, "super@test.org")
 
     def export_api(i: int):
-        answer = requests.get(f"{server}/api/v1/members/export", headers=bearer(admin_token), timeout=120)
+        answer = requests.get(f"{live_server}/api/v1/members/export", headers=bearer(admin_token), timeout=120)
         return answer, lambda: sorted(exported_numbers(answer.content)) == numbers
 
     def export_console(i: int):
-        answer = requests.get(f"{server}/admin/member/export/?format=csv", cookies=cookies, timeout=120)
+        answer = requests.get(f"{live_server}/admin/member/export/?format=csv", cookies=cookies, timeout=120)
         return answer, lambda: sorted(exported_numbers(answer.content)) == numbers
 
     def update(i: int):
-        answer = requests.put(f"{server}/api/v1/members/{ids[i]}", json={"notes": f"updated {i}"},
+        answer = requests.put(f"{live_server}/api/v1/members/{ids[i]}", json={"notes": f"updated {i}"},
                               headers=bearer(admin_token), timeout=120)
         return answer, lambda: answer.json()["notes"] == f"updated {i}"
 
     def read_with_new_token(i: int):
-        answer = requests.get(f"{server}/api/v1/members?per_page=10", headers=bearer(fresh[i][0]), timeout=120)
+        answer = requests.get(f"{live_server}/api/v1/members?per_page=10", headers=bearer(fresh[i][0]), timeout=120)
         return answer, lambda: answer.json()["total"] == in_w1  # the coordinator's ward only
 
     work = ([(export_api, i) for i in range(API_EXPORTS)] + [(export_console, i) for i in range(CONSOLE_EXPORTS)]
@@ -127,20 +112,20 @@ def test_exports_updates_and_new_tokens_at_once_never_fail(server, tree, staff, 
     assert None not in list(used)
 
 
-def test_token_use_is_written_at_most_once_a_minute(server, staff):
+def test_token_use_is_written_at_most_once_a_minute(live_server, staff):
     """``last_used_at`` moves only once the recorded use is a minute old."""
     token, row = auth_service.issue_token(staff["coordinator"])
     recent = utcnow() - timedelta(seconds=30)
     row.last_used_at = recent
     db.session.commit()
 
-    assert requests.get(f"{server}/api/v1/units", headers=bearer(token), timeout=30).status_code == 200
+    assert requests.get(f"{live_server}/api/v1/units", headers=bearer(token), timeout=30).status_code == 200
     db.session.expire_all()
     assert db.session.get(ApiToken, row.id).last_used_at == recent
 
     db.session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=recent - timedelta(minutes=1)))
     db.session.commit()
-    assert requests.get(f"{server}/api/v1/units", headers=bearer(token), timeout=30).status_code == 200
+    assert requests.get(f"{live_server}/api/v1/units", headers=bearer(token), timeout=30).status_code == 200
     db.session.expire_all()
     assert db.session.get(ApiToken, row.id).last_used_at > recent
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -32,19 +30,6 @@ def chromium_path() -> str:
             pytest.fail("REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install chromium)", pytrace=False)
         pytest.skip("no chromium on PATH")
     return path
-
-
-@pytest.fixture()
-def live_server(committing_app):
-    """Serve the app on 127.0.0.1 in a thread for the duration of one test."""
-    server = make_server("127.0.0.1", 0, committing_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
 
 
 @pytest.fixture()
