@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Text, any_, bindparam, delete, insert, literal, null, select, update
+from sqlalchemy import ARRAY, Integer, Text, any_, bindparam, delete, insert, literal, null, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -60,12 +60,13 @@ def _check_units(actor, permission: str, unit_ids: list[int]) -> None:
 
 
 def _check_duplicates_many(actor, rows: list[dict[str, Any]], ids: list[int | None]) -> None:
-    """check_duplicates for many rows: one IN query per key, and the rows against each other.
+    """check_duplicates for many rows: the rows against each other, then one query for all keys.
 
     ``ids`` are the members the rows change (None for new ones); a member keeps its own values.
     """
+    wanted: dict[str, dict[Any, int]] = {}
     for field, label in _DUPLICATE_KEYS:
-        first: dict[str, int] = {}
+        first = wanted[field] = {}
         for index, row in enumerate(rows):
             value = row.get(field)
             if value is None:
@@ -73,13 +74,16 @@ def _check_duplicates_many(actor, rows: list[dict[str, Any]], ids: list[int | No
             if value in first:
                 raise _at_row(DuplicateError(f"Another row has the same {label}.", field=field), index)
             first[value] = index
-        if not first:
-            continue
-        column = MEMBERS.c[field]
-        for other_id, value in db.session.execute(select(MEMBERS.c.id, column).where(in_values(column, list(first)))):
-            index = first[value]
-            if ids[index] != other_id:
-                raise _at_row(duplicate_error(actor, db.session.get(Member, other_id), field, label), index)
+    keys = [(field, label) for field, label in _DUPLICATE_KEYS if wanted[field]]
+    if not keys:
+        return
+    stmt = select(MEMBERS.c.id, *[MEMBERS.c[field] for field, _label in keys]).where(
+        or_(*[in_values(MEMBERS.c[field], list(wanted[field])) for field, _label in keys]))
+    for found in db.session.execute(stmt):  # one round trip: the indexes are OR'ed by the database
+        for field, label in keys:
+            index = wanted[field].get(getattr(found, field))
+            if index is not None and ids[index] != found.id:
+                raise _at_row(duplicate_error(actor, db.session.get(Member, found.id), field, label), index)
 
 
 def _set_tags_many(tagged: list[tuple[int, list[str]]], *, replace: bool) -> None:

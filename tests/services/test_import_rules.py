@@ -182,3 +182,20 @@ def test_a_clash_found_at_write_time_is_checked_again(tree, make_member, tmp_pat
     assert written == [2, 1]  # refused as a whole, checked again, then written without the taken phone
     assert result.summary()["new"] == 1 and result.summary()["duplicates"] == 1
     assert result.bad_rows[0][1].startswith("A member with this phone number already exists: Quick Other")
+
+
+def test_a_batch_refused_twice_stops_the_import_naming_the_line(tree, tmp_path, monkeypatch):
+    path = tmp_path / "stuck.csv"
+    path.write_text("Surname,First name,Cell,Ward\nBanda,Ann,0977333001,W1\nBanda,Ben,0977333002,W1\n")
+
+    def refused(index):
+        exc = DuplicateError("A member with this phone number already exists.", field="phone")
+        exc.details = {**exc.details, "row": index}
+        raise exc
+
+    monkeypatch.setattr(members_bulk, "create_members", lambda actor, rows, **kw: refused(1))
+    with pytest.raises(ServiceError) as info:
+        run(path)
+    assert info.value.message == ("Line 3: A member with this phone number already exists. The rows before line 2 "
+                                  "are imported; run the import again to finish.")
+    assert db.session.scalar(select(func.count()).select_from(Member)) == 0

@@ -243,8 +243,8 @@ class Importer(RowChecker):
         """The error stopping an import whose batch was refused twice (by changes made while it ran)."""
         line = exc.details.get("line") if isinstance(exc, ServiceError) and isinstance(exc.details, dict) else None
         if line is not None:
-            return ServiceError(f"Line {line}: {exc.message} Rows before it are imported; run the import again "
-                                "to finish.")
+            return ServiceError(f"Line {line}: {exc.message} The rows before line {rows[0].line} are imported; "
+                                "run the import again to finish.")
         return ServiceError(f"Lines {rows[0].line}-{rows[-1].line} clash with changes made while the import ran. "
                             "Rows before them are imported; run the import again to finish.")
 
