@@ -22,6 +22,7 @@ def create_app(config: object | None = None) -> Flask:
     init_request_checks(app)
     init_error_pages(app)
     init_headers(app)
+    init_proxy(app)
     init_cli(app)
     return app
 
@@ -65,6 +66,19 @@ def init_headers(app: Flask) -> None:
     from app.headers import init_headers as init
 
     init(app)
+
+
+def init_proxy(app: Flask) -> None:
+    """Behind ``MUSTER_PROXY_HOPS`` reverse proxies, take the client's address from X-Forwarded-For.
+
+    Lockouts and rate limits count per client address: without this, every
+    client behind a proxy would share the proxy's address.
+    """
+    hops = app.config["PROXY_HOPS"]
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
 
 def init_request_checks(app: Flask) -> None:

@@ -105,6 +105,8 @@ class Config:
         self.PUBLIC_URL = os.environ.get("MUSTER_PUBLIC_URL", "").strip().rstrip("/") or DEFAULT_PUBLIC_URL
         # Requests for any other Host answer 400 (Flask's TRUSTED_HOSTS).
         self.TRUSTED_HOSTS = _trusted_hosts(self.PUBLIC_URL)
+        # Reverse proxies in front of gunicorn whose X-Forwarded-For is trusted (0: none).
+        self.PROXY_HOPS = int(os.environ.get("MUSTER_PROXY_HOPS", "0") or 0)
         self.SESSION_COOKIE_SECURE = _env_bool("MUSTER_SECURE_COOKIES", self.PUBLIC_URL.startswith("https://"))
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE

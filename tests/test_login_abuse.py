@@ -204,3 +204,30 @@ def test_a_plain_next_is_followed(client, staff, target):
     response = client.post(f"/login?{query}",
                            data={"email": "admin@test.org", "password": PASSWORD, "csrf_token": token})
     assert response.headers["Location"] == target
+
+
+def test_behind_a_proxy_each_client_keeps_its_own_lockout(committing_app, database_url, monkeypatch):
+    """With MUSTER_PROXY_HOPS=1 the address is the client's (X-Forwarded-For), not the proxy's."""
+    from app import create_app
+    from app.config import TestConfig
+    from app.services import rbac
+
+    monkeypatch.setenv("MUSTER_PROXY_HOPS", "1")
+    proxied = create_app(TestConfig(database_url))
+    with proxied.app_context():
+        user = User(email="proxied@test.org", password_hash=hash_password(PASSWORD))
+        db.session.add(user)
+        db.session.flush()
+        rbac.assign_role(None, user, rbac.role_by_name("admin"), None)
+        db.session.commit()
+
+        def token(forwarded_for: str, password: str):
+            return proxied.test_client().post(
+                "/api/v1/auth/token", json={"email": "proxied@test.org", "password": password},
+                headers={"X-Forwarded-For": forwarded_for}, environ_base={"REMOTE_ADDR": "10.0.0.1"})
+
+        for i in range(6):
+            assert token(ATTACKER, f"guess-{i}").status_code == 401
+        assert token(ATTACKER, PASSWORD).status_code == 401  # the attacker's address is locked out
+        assert token(OWNER, PASSWORD).status_code == 200  # the owner, through the same proxy, is not
+        assert {r.address for r in db.session.scalars(select(LoginFailure))} == {ATTACKER}
