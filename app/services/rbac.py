@@ -21,7 +21,7 @@ from app.security import (
     PORTAL_PERMISSIONS, authorize, authorize_everywhere, can, check_unit_choice, forget_grants, grants_for, permits,
 )
 from app.services import audit
-from app.services.errors import ServiceError
+from app.services.errors import Forbidden, ServiceError
 
 CATALOGUE: dict[str, tuple[str, ...]] = {
     "members": ("create", "read", "update", "delete", "export"),
@@ -167,12 +167,10 @@ def assign_role(actor, user: User, role: Role, unit: Unit | None = None,
     """
     if actor is not None:
         check_unit_choice(actor, unit, "users.update", refusal="You may not assign roles there.")
-        # A self-service role (the member role) carries no power over others.
-        staff_role = not {p.name for p in role.permissions} <= PORTAL_PERMISSIONS
-        for perm in role.permissions if staff_role else ():
-            if not can(actor, perm.name, unit):
-                raise ServiceError(f"You cannot grant {perm.name}, which you do not hold there.", field="role_id",
-                                   status=403)
+        missing = _not_held(actor, role, unit)
+        if missing:
+            raise ServiceError(f"You cannot grant {missing}, which you do not hold there.", field="role_id",
+                               status=403)
     if expires_at is not None and expires_at <= utcnow():
         raise ServiceError("The expiry must be in the future.", field="expires_at")
     duplicate = db.session.scalar(
@@ -194,8 +192,39 @@ def assign_role(actor, user: User, role: Role, unit: Unit | None = None,
     return assignment
 
 
+def _not_held(actor, role: Role, unit: Unit | None) -> str | None:
+    """The first of ``role``'s permissions ``actor`` does not hold at ``unit``, if any.
+
+    Staff may give or take away only powers they hold themselves there; a
+    self-service role (the member role) carries no power over others.
+    """
+    if {p.name for p in role.permissions} <= PORTAL_PERMISSIONS:
+        return None
+    return next((p.name for p in role.permissions if not can(actor, p.name, unit)), None)
+
+
 def unassign_role(actor, assignment: RoleAssignment) -> None:
+    """Take a role away. Like giving it, this needs every permission it carries, there.
+
+    The last global super_admin of an active account is never removed: nobody
+    could manage access afterwards.
+    """
     authorize(actor, "users.update", assignment, message="You may not change roles there.")
+    if actor is not None:
+        missing = _not_held(actor, assignment.role, assignment.unit)
+        if missing:
+            raise Forbidden(f"{assignment.role.name} carries {missing}, which you do not hold there; "
+                            "only someone who holds it can take it away.", permission=missing)
+    if assignment.role.name == "super_admin" and assignment.unit_id is None:
+        others = db.session.scalar(
+            select(func.count()).select_from(RoleAssignment).join(User, User.id == RoleAssignment.user_id)
+            .where(RoleAssignment.role_id == assignment.role_id, RoleAssignment.unit_id.is_(None),
+                   RoleAssignment.id != assignment.id, User.active.is_(True),
+                   (RoleAssignment.expires_at.is_(None)) | (RoleAssignment.expires_at > utcnow()))
+        )
+        if not others:
+            raise ServiceError("This is the last account holding super_admin everywhere: give the role to "
+                               "someone else first, so that somebody can still manage access.", status=409)
     audit.record(actor, "role.unassign", assignment, unit_id=assignment.unit_id,
                  summary=f"Removed {assignment.role.name} from {assignment.user.email}")
     db.session.delete(assignment)

@@ -235,10 +235,12 @@ def test_unit_scoped_user_manager_stays_in_their_area(api, staff, tree, make_use
     assert_error(manager.post(f"/users/{inside.id}/roles", json={"role": "user_manager", "unit_id": None}), 403)
     created = manager.post(f"/users/{inside.id}/roles", json={"role": "user_manager", "unit_id": tree["w2"].id})
     assert created.status_code == 201
-    # Removing the coordinator's W1 role is within C1; a global role is not.
+    # Taking a role away needs what giving it needs: the coordinator's W1 role carries more than they hold.
     coord_assignment = db.session.scalar(select(RoleAssignment.id).where(
         RoleAssignment.user_id == staff["coordinator"].id))
-    assert manager.delete(f"/users/{staff['coordinator'].id}/roles/{coord_assignment}").status_code == 204
+    body = assert_error(manager.delete(f"/users/{staff['coordinator'].id}/roles/{coord_assignment}"), 403)
+    assert "which you do not hold there" in body["error"]
+    assert manager.delete(f"/users/{inside.id}/roles/{created.get_json()['id']}").status_code == 204
 
 
 def test_coordinator_cannot_change_anyones_roles(as_coord, staff, tree):

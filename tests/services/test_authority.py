@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import AuditEntry, Event, EventRegistration, Member
+from app.models import AuditEntry, Event, EventRegistration, Member, RoleAssignment
 from app.models.base import utcnow
 from app.security import authorize, load_for, permits, scoped
 from app.services import cards, geo, rbac, users
@@ -297,3 +297,24 @@ def test_system_actor_may_do_anything(ctx, tree, make_member):
     member_service.delete_member(None, member)
     assert member.deleted_at is not None
     assert db.session.scalars(scoped(select(Member), None, "members.read")).all()
+
+
+def test_taking_a_role_away_needs_its_permissions_too(ctx, tree, make_user):
+    """Whoever may not give a role may not take it away (the red-team rerun found the gap)."""
+    role = rbac.create_role(None, "ward_user_manager", permissions=["users.read", "users.update"])
+    manager = make_user("manager@test.org")
+    rbac.assign_role(None, manager, role, tree["w1"])
+    coordinator = make_user("victim@test.org", "ward_coordinator", tree["w1"])
+    with pytest.raises(Forbidden, match="carries .*, which you do not hold there"):
+        rbac.unassign_role(manager, coordinator.assignments[0])
+    assert len(coordinator.assignments) == 1
+
+
+def test_the_last_global_super_admin_stays(ctx, staff, make_user):
+    only = staff["super_admin"]
+    with pytest.raises(ServiceError, match="last account holding super_admin") as err:
+        rbac.unassign_role(only, only.assignments[0])
+    assert err.value.status == 409 and len(only.assignments) == 1
+    second = make_user("second@test.org", "super_admin")
+    rbac.unassign_role(second, only.assignments[0])
+    assert db.session.scalars(select(RoleAssignment).where(RoleAssignment.user_id == only.id)).all() == []
