@@ -18,8 +18,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import MEMBER_STATUSES, Member, Unit, User
-from app.security import scope_filter, subtree_unit_ids
+from app.models import MEMBER_STATUSES, User
 from app.services import exports
 from app.services import imports as import_service
 from app.services import member_search
@@ -172,36 +171,25 @@ def export_command(unit_code: str | None, statuses: tuple[str, ...], search: str
     spreadsheets never run them (phone numbers show as '+260...).
     """
     actor = _user(email)
-    try:
-        chosen = exports.parse_columns([columns])
-    except (ServiceError, AccessDenied) as exc:
-        raise click.BadParameter(exc.message, param_hint="--columns") from None
-    clauses = []
-    unit_id = _unit_id(unit_code)
-    if unit_id is not None:
-        clauses.append(Member.unit_id.in_(subtree_unit_ids(db.session.get(Unit, unit_id))))
-    if statuses:
-        clauses.append(Member.status.in_(statuses))
-    search_clause = member_search.search_clause(search)
-    if search_clause is not None:
-        clauses.append(search_clause)
-    if actor is not None:
-        read_scope = scope_filter(actor, "members.read", Member)
-        if read_scope is not None:
-            clauses.append(read_scope)
-    clauses = exports.export_clauses(actor, clauses)
-    rows = exports.count(clauses)
-    try:
-        exports.check_size(fmt, rows)
-    except (ServiceError, AccessDenied) as exc:
-        raise click.ClickException(exc.message) from None
     if fmt == "xlsx" and not output and sys.stdout.isatty():
         raise click.UsageError("Give --output FILE for an XLSX export (it is binary).")
-    filters = {"unit": unit_code, "status": list(statuses), "search": search}
-    exports.record_export(actor, fmt, chosen, filters, rows, unit_id=unit_id, source="cli")
+    unit_id = _unit_id(unit_code)
+    try:
+        export = exports.export_members(
+            actor, member_search.list_clauses(q=search, status=statuses, unit_id=unit_id), fmt=fmt,
+            columns=[columns], filters={"unit": unit_code, "status": list(statuses), "search": search},
+            unit_id=unit_id, source="cli",
+        )
+    except ServiceError as exc:
+        option = {"columns": "--columns", "q": "--search"}.get(exc.field or "")
+        if option:
+            raise click.BadParameter(exc.message, param_hint=option) from None
+        raise click.ClickException(exc.message) from None
+    except AccessDenied as exc:  # --user without members.export
+        raise click.ClickException(exc.message) from None
     out = open(output, "wb") if output else sys.stdout.buffer
     try:
-        for piece in exports.chunks(fmt, clauses, chosen):
+        for piece in export.body:
             out.write(piece)
     finally:
         if output:
@@ -209,7 +197,7 @@ def export_command(unit_code: str | None, statuses: tuple[str, ...], search: str
         else:
             out.flush()
     if output:
-        click.echo(f"Exported {rows:,} members to {output}.", err=True)
+        click.echo(f"Exported {export.rows:,} members to {output}.", err=True)
 
 
 def register(app: Flask) -> None:

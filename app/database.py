@@ -21,15 +21,25 @@ such readers). So the rule is to take the write lock up front, never halfway:
 On PostgreSQL none of this is needed for correctness, and ``write_aside()``
 does the same thing there (a short transaction of its own), so callers never
 ask which database is in use.
+
+The other differences live here too, behind plain names that business code
+calls: ``lock_row`` (a row lock, or SQLite's write lock), ``insert_ignore`` and
+``insert_on_conflict`` (each dialect's ON CONFLICT), ``in_values`` (an array
+parameter on PostgreSQL), ``take_write_lock`` (SQLite's lock for a job's next
+transaction) and ``newest_ids_page`` (the paging plan each database runs best,
+with SQLite's INDEXED BY).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from flask import has_request_context, request
-from sqlalchemy import Engine, event
+from sqlalchemy import ARRAY, Engine, any_, bindparam, event, select, text, union_all, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
 
@@ -98,3 +108,147 @@ def tune_sqlite(engine: Engine) -> None:
     def on_begin(conn):
         writing = conn.get_execution_options().get(WRITE_LOCK) or request_writes()
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+# --- what SQLite and PostgreSQL do differently, behind plain names ----------------------
+#
+# Business code calls these and never asks which database is in use.
+
+
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+_LOCK_ROW: dict[tuple[str, str], Any] = {}
+
+
+def lock_row(model: type, pk: Any) -> None:
+    """Hold the row of ``model`` with primary key ``pk`` until the transaction ends.
+
+    Changes that depend on that row (an event's capacity and waiting list) are
+    so serialised. PostgreSQL: SELECT ... FOR UPDATE. SQLite has no row locks:
+    a write at the start of the transaction takes the database's write lock, so
+    what is read next cannot go stale. That write sets the row's ``onupdate``
+    columns (``updated_at``) to themselves, which also keeps their onupdate
+    defaults from firing (the row does not change).
+    """
+    dialect = _dialect()
+    stmt = _LOCK_ROW.get((dialect, model.__name__))
+    if stmt is None:
+        mapper = sa_inspect(model)
+        key = mapper.primary_key[0]
+        if dialect == "sqlite":
+            same = {attr.key: attr.class_attribute for attr in mapper.column_attrs
+                    if attr.columns[0].onupdate is not None} or {key.key: key}
+            stmt = (update(model).where(key == bindparam("pk")).values(**same)
+                    .execution_options(synchronize_session=False))
+        else:
+            stmt = select(key).where(key == bindparam("pk")).with_for_update()
+        _LOCK_ROW[(dialect, model.__name__)] = stmt
+    db.session.execute(stmt, {"pk": pk})
+
+
+def insert_on_conflict(target: Any):
+    """An INSERT into ``target`` (a model or a table) that takes ``on_conflict_do_nothing`` / ``_do_update``."""
+    if _dialect() == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(target)
+
+
+_INSERT_IGNORE: dict[tuple[str, str], Any] = {}
+
+
+def insert_ignore(model: type, values: dict[str, Any]) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id; the new id, or None when the row already existed.
+
+    On PostgreSQL a conflicting row still being inserted by another
+    transaction makes this wait for that transaction to finish, so the loser
+    of a race sees the winner's committed row right after.
+    """
+    table = model.__table__
+    dialect = _dialect()
+    if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - other databases: a savepoint instead
+        try:
+            with db.session.begin_nested():
+                return db.session.scalar(table.insert().values(**values).returning(table.c.id))
+        except IntegrityError:
+            return None
+    stmt = _INSERT_IGNORE.get((dialect, table.name))
+    if stmt is None:
+        stmt = _INSERT_IGNORE[(dialect, table.name)] = (
+            insert_on_conflict(table).on_conflict_do_nothing().returning(table.c.id)
+        )
+    # Core execution of a statement built once: on a hot path (the door's check-in) the ORM's
+    # bulk-insert machinery and statement construction cost more than the round trip itself.
+    db.session.flush()
+    return db.session.connection().execute(stmt, values).scalar()
+
+
+def in_values(column, values: list) -> ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``= ANY(array)``: one parameter instead of a thousand."""
+    if _dialect() != "postgresql":
+        return column.in_(values)
+    return column == any_(bindparam(None, value=list(values), type_=ARRAY(column.type)))
+
+
+def take_write_lock() -> None:
+    """On SQLite, open the coming transaction with the write lock (a no-op UPDATE); elsewhere nothing.
+
+    SQLite (WAL) cannot turn a transaction that has already read into a writing
+    one while another connection writes: it fails at once with "database is
+    locked" instead of waiting. So a writing transaction of an import starts
+    with this statement, which waits (busy_timeout) for the lock. Call it right
+    after a commit; if the transaction had read anyway, it is rolled back (only
+    that read) and started again.
+    """
+    if _dialect() != "sqlite":
+        return
+    from app.models import Counter
+
+    counters = Counter.__table__
+    lock = update(counters).where(counters.c.name == "membership_number").values(value=counters.c.value)
+    for attempt in range(3):
+        try:
+            db.session.execute(lock)
+            return
+        except OperationalError:
+            if attempt == 2:
+                raise
+            db.session.rollback()
+
+
+def newest_ids_page(group_column, groups: list[int], offset: int, limit: int, *, where: ColumnElement[bool],
+                    sqlite_index: str, merge_max: int) -> list[int] | None:
+    """Ids of one page of rows whose ``group_column`` is in ``groups`` (and ``where``), highest id first.
+
+    The plan each database runs best, or None where the plain query
+    (``... IN (...) ORDER BY id DESC OFFSET n``) is as good. That query walks
+    the primary key backwards and reads every row it skips. PostgreSQL: each
+    group is read from a (group, id) index, already in id order, and merged
+    (Merge Append over index-only scans), so a deep page skips index entries
+    instead of table rows; one group or more than ``merge_max`` gain nothing
+    there. SQLite merges row by row, and its own plan walks the table: there
+    the narrow index ``sqlite_index`` ((id, group), partial on ``where``) is
+    walked newest first, forced with INDEXED BY (which SQLAlchemy does not
+    render for SQLite, hence the text).
+    """
+    table = group_column.table
+    dialect = _dialect()
+    if dialect == "sqlite":
+        condition = where.compile(dialect=db.session.get_bind().dialect, compile_kwargs={"literal_binds": True})
+        stmt = text(
+            f"SELECT id FROM {table.name} INDEXED BY {sqlite_index} "
+            f"WHERE {condition} AND {group_column.name} IN :groups ORDER BY id DESC LIMIT :limit OFFSET :offset"
+        ).bindparams(bindparam("groups", expanding=True))
+        return list(db.session.scalars(stmt, {"groups": list(groups), "limit": limit, "offset": offset}))
+    if dialect != "postgresql" or not 1 < len(groups) <= merge_max:
+        return None
+    depth = offset + limit
+    parts = [
+        select(table.c.id).where(group_column == group, where).order_by(table.c.id.desc()).limit(depth)
+        for group in sorted(set(groups))
+    ]
+    merged = union_all(*parts).subquery()
+    return list(db.session.scalars(select(merged.c.id).order_by(merged.c.id.desc()).limit(limit).offset(offset)))

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "cards": "bench.cards",
     "checkin": "bench.checkin",
     "concurrency": "bench.concurrency",
+    "schema_libs": "bench.schema_libs",
 }
 
 

@@ -66,7 +66,7 @@ def _admin_sql(*statements: str) -> None:
 # --- data -------------------------------------------------------------------------------
 
 
-def _prepare(count: int, workdir: Path) -> dict:
+def _prepare(count: int, workdir: Path, database: str = DB_NAME) -> dict:
     """Schema, geography, members with cards, two events (Muster's and the bare route's), tokens."""
     from flask_migrate import upgrade
     from sqlalchemy import insert, select
@@ -83,7 +83,7 @@ def _prepare(count: int, workdir: Path) -> dict:
     from app.services.seed import seed_demo
 
     config = Config()
-    config.SQLALCHEMY_DATABASE_URI = _url(DB_NAME)
+    config.SQLALCHEMY_DATABASE_URI = _url(database)
     config.CARD_KEYS_DIR = str(workdir / "card_keys")
     app = create_app(config)
     with app.app_context():

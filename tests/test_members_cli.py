@@ -84,6 +84,17 @@ def test_export_to_stdout_and_xlsx(runner, ctx, tree, tmp_path):
     assert entry.changes["filter"] == {"unit": "W2", "status": ["pending"], "search": ""}
 
 
+def test_export_as_a_user_without_the_export_permission_is_refused(runner, ctx, tree, staff, make_member):
+    """Before the one export pipeline the CLI wrote an empty file (and an audit entry) for such a user."""
+    make_member(tree["w1"])
+    result = runner.invoke(args=["members", "export", "--user", "member@test.org"])
+    assert result.exit_code == 1 and "You do not have permission" in result.output
+    assert db.session.scalar(select(func.count()).select_from(AuditEntry)
+                             .where(AuditEntry.action == "members.export")) == 0
+    result = runner.invoke(args=["members", "export", "--columns", "password"])
+    assert result.exit_code == 2 and "Unknown column 'password'" in result.output
+
+
 # --- a killed import ----------------------------------------------------------------------
 
 

@@ -4,9 +4,16 @@ Every console view derives from ``SecureView`` or ``ScopedModelView``. Access
 needs a logged-in staff user holding the view's permission; model views
 filter their list, count, detail, edit and delete through the scoping helper,
 so an out-of-scope id answers 404 like a missing one.
+
+POST handlers change things inside ``with committing(form) as outcome:``:
+the services flush, the block commits once, and a broken rule
+(``ServiceError``) rolls back and becomes field messages or flashes.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Literal
 
 from flask import abort, flash, has_request_context, redirect, request, url_for
 from flask_admin import BaseView
@@ -27,6 +34,11 @@ def staff_can(permission: str | None) -> bool:
     if not has_console_access(current_user):
         return False
     return permission is None or has_permission(current_user, permission)
+
+
+def current_actor():
+    """The logged-in user object (not the proxy), for service calls and audit entries."""
+    return current_user._get_current_object()
 
 
 def page_arg(first: int = 0) -> int:
@@ -136,11 +148,59 @@ class ScopedModelView(AccessMixin, ModelView):
         args.page = page_arg()
         return args
 
-    def handle_service_error(self, exc: ServiceError, form=None, rename: dict[str, str] | None = None) -> None:
-        """Show each broken rule under its field when the form has it, the others as flashes."""
+
+class Outcome:
+    """How a ``committing`` block ended: ``ok`` (committed), or the ``error`` that rolled it back."""
+
+    def __init__(self) -> None:
+        self.error: ServiceError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def status(self) -> int:
+        """The HTTP status to render the page again with: the error's (422, 409...), else 200."""
+        return self.error.status if self.error is not None else 200
+
+
+@contextmanager
+def committing(form=None, rename: dict[str, str] | None = None, *,
+               show: Literal["flash", "form"] | None = "flash", prefix: str = "") -> Iterator[Outcome]:
+    """The one way a console POST handler changes things: service calls in the block, then one commit.
+
+    Indico's pattern: services flush, the handler commits once. When a service
+    refuses (``ServiceError``) the block stops there, the session is rolled
+    back and the refusal shown: each message under its field of ``form`` when
+    it has one (``rename`` maps service field names to form ones, ``unit_id``
+    -> ``unit``), the others flashed after ``prefix`` (``show="flash"``), added
+    to the form's own errors (``show="form"``), or left to the caller
+    (``show=None``: ``outcome.error``). The handler then reads ``outcome.ok``
+    to redirect or render again::
+
+        with committing(form) as outcome:
+            event = event_service.create_event(actor, values)
+        if outcome.ok:
+            return redirect(...)
+
+    ``NotFound``, ``Forbidden`` and anything unexpected pass through untouched
+    (they are no broken rule: the error page answers them).
+    """
+    outcome = Outcome()
+    try:
+        yield outcome
+    except ServiceError as exc:
         db.session.rollback()
-        for message in show_service_error(form, exc, rename):
-            flash(message, "error")
+        outcome.error = exc
+        unplaced = show_service_error(form, exc, rename)
+        if show == "form":
+            form.form_errors.extend(unplaced)
+        elif show == "flash":
+            for message in unplaced:
+                flash(prefix + message, "error")
+        return
+    db.session.commit()
 
 
 def show_service_error(form, exc: ServiceError, rename: dict[str, str] | None = None) -> list[str]:

@@ -33,15 +33,14 @@ from sqlalchemy.orm import selectinload
 from wtforms import HiddenField, RadioField, SelectChoice, SelectField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
-from app.admin.base import ScopedModelView, staff_can
-from app.admin.members import ConsoleForm, RequestOptionsMixin, UnitField, UnitSubtreeFilter
+from app.admin.base import ScopedModelView, committing, staff_can
+from app.admin.widgets import ConsoleForm, RequestFilterOptions, UnitField, UnitSubtreeFilter
 from app.extensions import db
 from app.models import CARD_STATUSES, CARD_TYPES, CardTransaction, Member, MembershipCard
 from app.security import load_for, permits, scoped
-from app.services import card_batches, card_pdf
+from app.services import card_batches, card_pdf, jobs
 from app.services import cards as card_service
 from app.services import member_search
-from app.services.errors import ServiceError
 from app.services.inputs import parse_id
 
 STATUS_BADGES = {"active": "success", "expired": "warning", "suspended": "danger", "revoked": "dark"}
@@ -144,7 +143,7 @@ def _status(view, context, model, name):
     return status_badge(model.effective_status())
 
 
-class CardView(ScopedModelView):
+class CardView(RequestFilterOptions, ScopedModelView):
     resource = "cards"
     scope_model = MembershipCard
 
@@ -216,15 +215,6 @@ class CardView(ScopedModelView):
             return MembershipCard.id.isnot(None)
         return MembershipCard.member_id.in_(select(Member.id).where(member_clause))
 
-    def _get_filter_groups(self):
-        groups = super()._get_filter_groups()
-        for items in (groups or {}).values():
-            for item in items:
-                flt = self._filters[item["index"]]
-                if isinstance(flt, RequestOptionsMixin):
-                    item["options"] = flt.request_options() or None
-        return groups
-
     def card_or_404(self, card_id: Any, permission: str = "cards.read") -> MembershipCard:
         """A card the user may use ``permission`` on: 404 out of reach, 403 without the right."""
         return load_for(current_user, MembershipCard, card_id, permission)
@@ -272,12 +262,10 @@ class CardView(ScopedModelView):
         if form.validate() and reason_required and not (form.reason.data or "").strip():
             form.reason.errors = [f"Give a reason to {op} the card."]
         if not form.errors:
-            try:
+            with committing(show=None) as outcome:
                 result = service(_actor(), card, form.reason.data or "")
-                db.session.commit()
-            except ServiceError as exc:
-                db.session.rollback()
-                form.reason.errors = [exc.message]
+            if not outcome.ok:
+                form.reason.errors = [outcome.error.message]
             else:
                 if op == "reissue":
                     flash(f"{card.card_number} was revoked; the new card is {result.card_number}.", "success")
@@ -322,12 +310,9 @@ class CardView(ScopedModelView):
         if not form.validate():
             flash("The card was not issued: " + "; ".join(e for errs in form.errors.values() for e in errs), "error")
             return redirect(back)
-        try:
+        with committing(prefix="The card was not issued: ") as outcome:
             card = card_service.issue_card(_actor(), member, form.card_type.data)
-            db.session.commit()
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(f"The card was not issued: {exc.message}", "error")
+        if not outcome.ok:
             return redirect(back)
         flash(f"Card {card.card_number} issued to {member.full_name}.", "success")
         return redirect(self.get_url(".details_view", id=card.id))
@@ -346,20 +331,14 @@ class CardView(ScopedModelView):
         ids = _parse_ids(form.member_ids.data or request.args.get("ids", ""))
         picked = _picked_members(ids) if ids else []
         if request.method == "POST" and form.validate():
-            try:
+            with committing(form) as outcome:
                 job = card_batches.start_batch(
                     _actor(), mode=form.mode.data, card_type=form.card_type.data,
                     member_ids=[m.id for m in picked] if ids else None,
                     unit=None if ids else form.unit.data,
                 )
-            except ServiceError as exc:
-                db.session.rollback()
-                field = getattr(form, exc.field or "", None)
-                if field is not None:
-                    field.errors = list(field.errors or []) + [exc.message]
-                else:
-                    flash(exc.message, "error")
-            else:
+            if outcome.ok:
+                jobs.submit(job)  # committed: the worker can see it
                 return redirect(url_for("jobs.details", job_id=job.id))
         if ids and not form.member_ids.data:
             form.member_ids.data = ",".join(str(m.id) for m in picked)
@@ -382,14 +361,6 @@ def _picked_members(ids: list[int]) -> list[Member]:
             current_user, "cards.create", Member,
         ).order_by(Member.id)).all()
     return found
-
-
-def batch_for_members(ids) -> Any:
-    """The member list's bulk action: on to the batch page with the picked members."""
-    if not staff_can("cards.create"):
-        abort(403)
-    picked = _parse_ids(",".join(str(i) for i in ids))
-    return redirect(url_for("cards.batch_view", ids=",".join(map(str, picked))))
 
 
 # --- the member page's card panel ------------------------------------------------------

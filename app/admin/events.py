@@ -38,7 +38,7 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
-from app.admin.base import SecureView, WholeNumberField, page_arg, show_service_error, staff_can
+from app.admin.base import SecureView, WholeNumberField, committing, page_arg, show_service_error, staff_can
 from app.admin.geo import unit_choices
 from app.extensions import db
 from app.models import (
@@ -115,6 +115,7 @@ class AttachmentForm(FlaskForm):
 FORM_FIELDS = ("title", "event_type", "location", "venue", "description", "capacity", "registration_required",
                "walk_ins_allowed", "checkin_rule", "status")
 TIME_FIELDS = ("start_at", "end_at", "registration_deadline")
+UNIT_FIELD = {"unit_id": "unit"}  # the service's field name -> the form's
 
 
 def _unit_options(permission: str, blank: str | None = None) -> list[SelectChoice]:
@@ -157,10 +158,6 @@ class EventsView(SecureView):
 
     def _back(self, event: Event, **args):
         return redirect(url_for(".details", event_id=event.id, **args))
-
-    def _service_failed(self, exc: ServiceError) -> None:
-        db.session.rollback()
-        flash(exc.message, "error")
 
     # -- list and calendar -------------------------------------------------------------
 
@@ -247,16 +244,12 @@ class EventsView(SecureView):
         values["unit_id"] = form.unit.data or None
         return values
 
-    def _save_failed(self, form: EventForm, exc: ServiceError) -> None:
-        db.session.rollback()
-        form.form_errors.extend(show_service_error(form, exc, {"unit_id": "unit"}))
-
     def _check_rest(self, form: EventForm, event: Event | None = None) -> None:
         """The form's own checks failed: still mark what the service would refuse, so one submit shows all."""
         try:
             event_service.clean_event(self._form_values(form), partial=event is not None, current=event)
-        except ServiceError as exc:
-            self._save_failed(form, exc)
+        except ServiceError as exc:  # only checked, nothing written
+            form.form_errors.extend(show_service_error(form, exc, UNIT_FIELD))
 
     @expose("/new", methods=("GET", "POST"))
     def create(self):
@@ -272,12 +265,9 @@ class EventsView(SecureView):
             form.start_at.data = start.replace(tzinfo=None)
             form.end_at.data = (start + timedelta(hours=2)).replace(tzinfo=None)
         elif form.validate_on_submit():
-            try:
+            with committing(form, UNIT_FIELD, show="form") as outcome:
                 event = event_service.create_event(_actor(), self._form_values(form))
-                db.session.commit()
-            except ServiceError as exc:
-                self._save_failed(form, exc)
-            else:
+            if outcome.ok:
                 flash(f"Event “{event.title}” created.", "success")
                 return redirect(url_for(".details", event_id=event.id))
         else:
@@ -299,15 +289,12 @@ class EventsView(SecureView):
             choices.insert(0, SelectChoice(str(event.unit_id), event.unit.name))
         form.unit.choices = choices
         if request.method == "POST" and form.validate_on_submit():
-            try:
+            with committing(form, UNIT_FIELD, show="form") as outcome:
                 event_service.update_event(_actor(), event, self._form_values(form))
-                db.session.commit()
-            except ServiceError as exc:
-                self._save_failed(form, exc)
-                event = self._event(event_id, "events.update")
-            else:
+            if outcome.ok:
                 flash("Saved.", "success")
                 return redirect(url_for(".details", event_id=event.id))
+            event = self._event(event_id, "events.update")
         elif request.method == "POST":
             self._check_rest(form, event)
         return self.render("admin/events/form.html", form=form, event=event)
@@ -318,11 +305,9 @@ class EventsView(SecureView):
         if not ConfirmForm().validate_on_submit():
             abort(400)
         title = event.title
-        try:
+        with committing() as outcome:
             event_service.delete_event(_actor(), event)
-            db.session.commit()
-        except ServiceError as exc:
-            self._service_failed(exc)
+        if not outcome.ok:
             return self._back(event)
         flash(f"Event “{title}” deleted.", "success")
         return redirect(url_for(".index"))
@@ -332,12 +317,9 @@ class EventsView(SecureView):
         event = self._event(event_id, "events.update")
         if not ConfirmForm().validate_on_submit():
             abort(400)
-        try:
+        with committing() as outcome:
             event_service.set_event_status(_actor(), event, request.form.get("status", ""))
-            db.session.commit()
-        except ServiceError as exc:
-            self._service_failed(exc)
-        else:
+        if outcome.ok:
             flash(f"The event is now {event.current_status}.", "success")
         return self._back(event)
 
@@ -390,12 +372,9 @@ class EventsView(SecureView):
         if not ConfirmForm().validate_on_submit():
             abort(400)
         member = self._member_for(event, request.form.get("member_id"))
-        try:
+        with committing() as outcome:
             reg, created = event_service.register(_actor(), event, member, source="staff")
-            db.session.commit()
-        except ServiceError as exc:
-            self._service_failed(exc)
-        else:
+        if outcome.ok:
             if not created:
                 flash(f"{member.full_name} was already {reg.status.replace('_', ' ')}.", "info")
             elif reg.status == "waitlisted":
@@ -411,12 +390,9 @@ class EventsView(SecureView):
             abort(400)
         member = self._member_for(event, member_id)
         status = request.form.get("status", "attended")
-        try:
+        with committing() as outcome:
             reg = event_service.set_attendance(_actor(), event, member, status)
-            db.session.commit()
-        except ServiceError as exc:
-            self._service_failed(exc)
-        else:
+        if outcome.ok:
             flash(f"{member.full_name}: {reg.status.replace('_', ' ')}.", "success")
         return self._back(event, status=request.form.get("back_status") or None)
 
@@ -429,12 +405,9 @@ class EventsView(SecureView):
         reg = event_service.registration_for(event, member)
         if reg is None:
             abort(404)
-        try:
+        with committing() as outcome:
             promoted = event_service.cancel_registration(_actor(), reg)
-            db.session.commit()
-        except ServiceError as exc:
-            self._service_failed(exc)
-        else:
+        if outcome.ok:
             moved = ", ".join(r.member.full_name for r in promoted)
             flash(f"{member.full_name}'s registration is cancelled."
                   + (f" Moved up from the waiting list: {moved}." if moved else ""), "success")
@@ -445,12 +418,9 @@ class EventsView(SecureView):
         event = self._event(event_id, "events.update")
         if not ConfirmForm().validate_on_submit():
             abort(400)
-        try:
+        with committing() as outcome:
             count = event_service.mark_no_shows(_actor(), event)
-            db.session.commit()
-        except ServiceError as exc:
-            self._service_failed(exc)
-        else:
+        if outcome.ok:
             flash(f"{count} registered member(s) who did not come marked as no-show.", "success")
         return self._back(event)
 
@@ -486,12 +456,9 @@ class EventsView(SecureView):
             return self._back(event)
         max_bytes = int(current_app.config.get("EVENT_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024))
         raw = upload.read(max_bytes + 1)
-        try:
+        with committing() as outcome:
             row = event_service.add_attachment(_actor(), event, upload.filename or "", raw, form.kind.data)
-            db.session.commit()
-        except ServiceError as exc:
-            self._service_failed(exc)
-        else:
+        if outcome.ok:
             flash(f"Attached {row.filename}.", "success")
         return self._back(event)
 
@@ -517,9 +484,10 @@ class EventsView(SecureView):
         if not ConfirmForm().validate_on_submit():
             abort(400)
         row = self._attachment(event, attachment_id)
-        event_service.delete_attachment(_actor(), row)
-        db.session.commit()
-        flash(f"Removed {row.filename}.", "success")
+        with committing() as outcome:
+            event_service.delete_attachment(_actor(), row)
+        if outcome.ok:
+            flash(f"Removed {row.filename}.", "success")
         return self._back(event)
 
     # -- check-in at the door ------------------------------------------------------------

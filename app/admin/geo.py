@@ -19,7 +19,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import SelectField, StringField
 
-from app.admin.base import SecureView, show_service_error, staff_can
+from app.admin.base import SecureView, committing, staff_can
 from app.extensions import db
 from app.models import Member, RoleAssignment, Unit
 from app.security import forget_grants, load_for, scope_unit_ids
@@ -74,11 +74,6 @@ def unit_from_choice(value: str | None, field: str, message: str = "Choose a uni
     if unit is None:
         raise ServiceError(message, field=field)
     return unit
-
-
-def add_field_error(form, exc: ServiceError) -> None:
-    """Put each of a service's messages next to its field, the others in the form-wide errors."""
-    form.form_errors.extend(show_service_error(form, exc))
 
 
 # --- forms -------------------------------------------------------------------------
@@ -170,14 +165,11 @@ class GeographyView(SecureView):
         if request.method == "GET":
             form.parent.data = request.args.get("parent", form.parent.choices[0][0] if form.parent.choices else "")
         if form.validate_on_submit():
-            try:
+            with committing(form, show="form") as outcome:
                 parent = unit_from_choice(form.parent.data, "parent", "Choose a parent unit from the list.")
                 unit = geo.create_unit(current_user, form.name.data, form.code.data, parent)
-            except ServiceError as exc:
-                db.session.rollback()
-                add_field_error(form, exc)
-                return self.render("admin/geo/new.html", form=form), exc.status
-            db.session.commit()
+            if not outcome.ok:
+                return self.render("admin/geo/new.html", form=form), outcome.status
             forget_grants()
             flash(f"Added {unit.level_name} {unit.name} ({unit.code}).", "success")
             return redirect(url_for(".index", _anchor=f"unit-{unit.id}"))
@@ -208,14 +200,10 @@ class GeographyView(SecureView):
         form = EditUnitForm()
         if not form.validate_on_submit():
             return self._render_edit(unit, edit_form=form, status=400)
-        try:
+        with committing(form, show="form") as outcome:
             geo.update_unit(current_user, unit, form.name.data, form.code.data)
-        except ServiceError as exc:
-            db.session.rollback()
-            add_field_error(form, exc)
-            unit = db.session.get(Unit, unit_id)
-            return self._render_edit(unit, edit_form=form, status=exc.status)
-        db.session.commit()
+        if not outcome.ok:
+            return self._render_edit(db.session.get(Unit, unit_id), edit_form=form, status=outcome.status)
         flash(f"Saved {unit.name} ({unit.code}).", "success")
         return redirect(url_for(".index", _anchor=f"unit-{unit.id}"))
 
@@ -225,15 +213,11 @@ class GeographyView(SecureView):
         form = MoveUnitForm()
         if not form.validate_on_submit():
             return self._render_edit(unit, move_form=form, status=400)
-        try:
+        with committing(form, show="form") as outcome:
             new_parent = unit_from_choice(form.parent.data, "parent", "Choose the new parent from the list.")
             geo.move_unit(current_user, unit, new_parent)
-        except ServiceError as exc:
-            db.session.rollback()
-            add_field_error(form, exc)
-            unit = db.session.get(Unit, unit_id)
-            return self._render_edit(unit, move_form=form, status=exc.status)
-        db.session.commit()
+        if not outcome.ok:
+            return self._render_edit(db.session.get(Unit, unit_id), move_form=form, status=outcome.status)
         forget_grants()
         unit = db.session.get(Unit, unit_id)
         where = unit.parent.name if unit.parent else "the top level"
@@ -260,17 +244,14 @@ class GeographyView(SecureView):
         status = 200
         if form.validate_on_submit():
             name = f"{unit.level_name} {unit.name} ({unit.code})"
-            try:
+            with committing(show=None) as outcome:
                 geo.delete_unit(current_user, unit)
-            except ServiceError as exc:
-                db.session.rollback()
-                unit = db.session.get(Unit, unit_id)
-                error, status = exc.message, exc.status
-            else:
-                db.session.commit()
+            if outcome.ok:
                 forget_grants()
                 flash(f"Deleted {name}.", "success")
                 return redirect(url_for(".index"))
+            unit = db.session.get(Unit, unit_id)
+            error, status = outcome.error.message, outcome.status
         return self.render(
             "admin/geo/delete.html", unit=unit, form=form, usage=self._usage(unit), error=error
         ), status

@@ -27,13 +27,11 @@ from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from sqlalchemy.exc import OperationalError
 from wtforms import RadioField, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, Optional
 
-from app.admin.base import SecureView
-from app.admin.members import unit_label, units_in_scope
-from app.database import write_aside
+from app.admin.base import SecureView, committing
+from app.admin.widgets import refresh_jobs, unit_label, units_in_scope
 from app.extensions import db
 from app.models import ImportUpload, Job, Unit
 from app.services import imports as import_service
@@ -52,15 +50,6 @@ def _upload_or_404(upload_id: int) -> ImportUpload:
     if upload is None:
         abort(404)
     return upload
-
-
-def _refresh_jobs() -> None:
-    """Show jobs whose process died as interrupted (best effort: SQLite may be busy with a running import)."""
-    try:
-        with write_aside():
-            jobs.mark_stale_interrupted()
-    except OperationalError:
-        pass
 
 
 class UploadForm(FlaskForm):
@@ -103,18 +92,15 @@ class ImportView(SecureView):
             SelectChoice(str(m.id), m.name) for m in mappings]
         if form.validate_on_submit():
             storage = form.file.data
-            try:
+            with committing(show=None) as outcome:
                 upload = import_service.save_upload(actor, storage.stream, storage.filename or "upload.csv")
                 chosen = next((m for m in mappings if str(m.id) == form.saved_mapping.data), None)
                 if chosen is not None:
                     upload.mapping = import_service.mapping_from_saved(upload.headers, chosen)
                     upload.options = {**(chosen.options or {}), "saved_mapping_id": chosen.id}
-                db.session.commit()
-            except ServiceError as exc:
-                db.session.rollback()
-                form.file.errors = list(form.file.errors or []) + [exc.message]
-            else:
+            if outcome.ok:
                 return redirect(url_for(".mapping", upload_id=upload.id))
+            form.file.errors = list(form.file.errors or []) + [outcome.error.message]
         if import_service.cleanup_uploads():
             db.session.commit()
         recent = db.session.scalars(import_service.visible_uploads(actor).limit(RECENT)).all()
@@ -158,18 +144,15 @@ class ImportView(SecureView):
                     "date_order": form.date_order.data,
                     "default_status": form.default_status.data,
                 }
-                try:
+                with committing(show=None) as outcome:
                     import_service.set_mapping(actor, upload, chosen, options)
                     if (form.save_as.data or "").strip():
                         import_service.save_mapping(actor, form.save_as.data, upload.headers, chosen, options)
                     job = import_service.start_preview(actor, upload)
-                    db.session.commit()
-                except ServiceError as exc:
-                    db.session.rollback()
-                    error = exc.message
-                else:
+                if outcome.ok:
                     jobs.submit(job)
                     return redirect(url_for(".preview", upload_id=upload.id))
+                error = outcome.error.message
             else:
                 error = "Please correct the marked fields."
         try:
@@ -187,7 +170,7 @@ class ImportView(SecureView):
     # -- preview and start ----------------------------------------------------------
 
     def _preview_context(self, upload: ImportUpload) -> dict:
-        _refresh_jobs()
+        refresh_jobs()
         job = db.session.get(Job, upload.preview_job_id) if upload.preview_job_id else None
         import_job = db.session.get(Job, upload.import_job_id) if upload.import_job_id else None
         mapped = [(h, import_service.FIELD_LABELS[k]) for h, k in zip(upload.headers, upload.mapping or []) if k]
@@ -219,12 +202,9 @@ class ImportView(SecureView):
         if not form.validate_on_submit():
             flash("Choose how to import, then try again.", "error")
             return redirect(url_for(".preview", upload_id=upload.id))
-        try:
+        with committing() as outcome:
             job = import_service.start_import(_actor(), upload, form.mode.data)
-            db.session.commit()
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
+        if not outcome.ok:
             if not upload.mapping:
                 return redirect(url_for(".mapping", upload_id=upload.id))
             return redirect(url_for(".preview", upload_id=upload.id) if upload.preview_job_id
@@ -236,13 +216,9 @@ class ImportView(SecureView):
     def discard(self, upload_id: int):
         """Delete a file waiting to be imported: it no longer counts against its uploader's quota."""
         upload = _upload_or_404(upload_id)
-        try:
+        with committing() as outcome:
             import_service.discard_upload(_actor(), upload)
-            db.session.commit()
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-        else:
+        if outcome.ok:
             flash(f"Discarded {upload.filename}.", "success")
         return redirect(url_for(".index"))
 

@@ -11,10 +11,9 @@ from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 
 from app.admin.base import SecureView, page_arg
-from app.database import write_aside
+from app.admin.widgets import refresh_jobs
 from app.extensions import db
 from app.models import Job, JobFile
 from app.services import jobs
@@ -34,16 +33,9 @@ class JobsView(SecureView):
 
     permission = None
 
-    def _refresh(self) -> None:
-        try:
-            with write_aside():  # a page that reads: the write waits its turn in a short transaction
-                jobs.mark_stale_interrupted()
-        except OperationalError:  # SQLite: a job held the write lock past busy_timeout; the next poll retries
-            pass
-
     @expose("/")
     def index(self):
-        self._refresh()
+        refresh_jobs()
         page = page_arg()
         stmt = jobs.visible_jobs(current_user)
         total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
@@ -52,12 +44,12 @@ class JobsView(SecureView):
 
     @expose("/<pk:job_id>")
     def details(self, job_id: int):
-        self._refresh()
+        refresh_jobs()
         return self.render("admin/jobs/details.html", job=_visible_job_or_404(job_id), form=FlaskForm())
 
     @expose("/<pk:job_id>/progress")
     def progress(self, job_id: int):
-        self._refresh()
+        refresh_jobs()
         return self.render("admin/jobs/_progress.html", job=_visible_job_or_404(job_id))
 
     @expose("/<pk:job_id>/files/<pk:file_id>")

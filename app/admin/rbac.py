@@ -23,8 +23,8 @@ from sqlalchemy.orm import selectinload
 from wtforms import DateField, EmailField, HiddenField, PasswordField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import Optional
 
-from app.admin.base import SecureView, page_arg, staff_can
-from app.admin.geo import TOP_LEVEL, ConfirmForm, add_field_error, unit_choices, unit_from_choice
+from app.admin.base import SecureView, committing, page_arg, staff_can
+from app.admin.geo import TOP_LEVEL, ConfirmForm, unit_choices, unit_from_choice
 from app.extensions import db
 from app.models import Permission, Role, RoleAssignment, User
 from app.models.rbac import role_permissions
@@ -147,14 +147,11 @@ class RolesView(SecureView):
         _require_roles("create")
         form = RoleForm()
         if form.validate_on_submit():
-            try:
+            with committing(form, show="form") as outcome:
                 role = rbac.create_role(current_user, form.name.data, form.description.data,
                                         form.permissions.data or [])
-            except ServiceError as exc:
-                db.session.rollback()
-                add_field_error(form, exc)
-                return self._render_form(form, None, exc.status)
-            db.session.commit()
+            if not outcome.ok:
+                return self._render_form(form, None, outcome.status)
             flash(f"Created role {role.name} with {len(role.permissions)} permission(s).", "success")
             return redirect(url_for(".index"))
         return self._render_form(form, None, 400 if form.errors else 200)
@@ -171,14 +168,11 @@ class RolesView(SecureView):
         form.name.data = role.name  # names are fixed once created
         if not form.validate_on_submit():
             return self._render_form(form, role, 400)
-        try:
+        with committing(form, show="form") as outcome:
             rbac.update_role(current_user, role, description=form.description.data or "",
                              permissions=form.permissions.data or [])
-        except ServiceError as exc:
-            db.session.rollback()
-            add_field_error(form, exc)
-            return self._render_form(form, db.session.get(Role, role_id), exc.status)
-        db.session.commit()
+        if not outcome.ok:
+            return self._render_form(form, db.session.get(Role, role_id), outcome.status)
         flash(f"Saved role {role.name}: {len(role.permissions)} permission(s).", "success")
         return redirect(url_for(".index"))
 
@@ -190,16 +184,13 @@ class RolesView(SecureView):
         error, status = None, 200
         if form.validate_on_submit():
             name = role.name
-            try:
+            with committing(show=None) as outcome:
                 rbac.delete_role(current_user, role)
-            except ServiceError as exc:
-                db.session.rollback()
-                role = db.session.get(Role, role_id)
-                error, status = exc.message, exc.status
-            else:
-                db.session.commit()
+            if outcome.ok:
                 flash(f"Deleted role {name}.", "success")
                 return redirect(url_for(".index"))
+            role = db.session.get(Role, role_id)
+            error, status = outcome.error.message, outcome.status
         in_use = db.session.scalar(
             select(func.count(RoleAssignment.id)).where(RoleAssignment.role_id == role.id)
         )
@@ -257,15 +248,12 @@ class UsersView(SecureView):
         _require("users.create")
         form = self._new_form()
         if form.validate_on_submit():
-            try:
+            with committing(form, show="form") as outcome:
                 role = _role_from_choice(form.role_id.data, "role_id", required=False)
                 unit = unit_from_choice(form.unit_id.data, "unit_id") if role else None
                 user = users.create_user(current_user, form.email.data, form.password.data, role=role, unit=unit)
-            except ServiceError as exc:
-                db.session.rollback()
-                add_field_error(form, exc)
-                return self.render("admin/rbac/user_new.html", form=form), exc.status
-            db.session.commit()
+            if not outcome.ok:
+                return self.render("admin/rbac/user_new.html", form=form), outcome.status
             flash(f"Created {user.email}.", "success")
             return redirect(url_for(".details", user_id=user.id))
         return self.render("admin/rbac/user_new.html", form=form), 400 if form.errors else 200
@@ -296,13 +284,9 @@ class UsersView(SecureView):
         user = self._user(user_id)
         form = ActiveForm()
         if form.validate_on_submit():
-            try:
+            with committing() as outcome:
                 message = action(user, form)
-            except ServiceError as exc:
-                db.session.rollback()
-                flash(exc.message, "error")
-            else:
-                db.session.commit()
+            if outcome.ok:
                 flash(message, "success")
         return redirect(url_for(".details", user_id=user_id))
 
@@ -332,15 +316,12 @@ class UsersView(SecureView):
         form = self._assign_form(AssignForm())
         if not form.validate_on_submit():
             return self._render_details(user, form, 400)
-        try:
+        with committing(form, show="form") as outcome:
             role = _role_from_choice(form.role_id.data, "role_id")
             unit = unit_from_choice(form.unit_id.data, "unit_id")
             rbac.assign_role(current_user, user, role, unit, _expiry(form.expires_on.data))
-        except ServiceError as exc:
-            db.session.rollback()
-            add_field_error(form, exc)
-            return self._render_details(db.session.get(User, user_id), form, exc.status)
-        db.session.commit()
+        if not outcome.ok:
+            return self._render_details(db.session.get(User, user_id), form, outcome.status)
         flash(f"Gave {user.email} the role {role.name} at {unit.name if unit else 'all units'}.", "success")
         return redirect(url_for(".details", user_id=user_id))
 
@@ -354,13 +335,9 @@ class UsersView(SecureView):
         form = ConfirmForm()
         if form.validate_on_submit():
             label = f"{assignment.role.name} at {assignment.unit.name if assignment.unit else 'all units'}"
-            try:
+            with committing() as outcome:
                 rbac.unassign_role(current_user, assignment)
-            except ServiceError as exc:
-                db.session.rollback()
-                flash(exc.message, "error")
-            else:
-                db.session.commit()
+            if outcome.ok:
                 flash(f"Removed {label} from {user.email}.", "success")
         return redirect(url_for(".details", user_id=user_id))
 

@@ -1,9 +1,13 @@
-"""The JSON API under /api/v1.
+"""The JSON API under /api/v1: this file only wires it in (the blueprint, its modules, its hooks).
 
-Layout: ``auth`` (bearer tokens and request authentication), ``members``,
-``rbac`` (roles, permissions, users' roles), ``units``, ``openapi`` (the
-document at /api/v1/openapi.json), ``errors`` (the one JSON error shape),
-``inputs`` (request parsing) and ``serialize`` (models as JSON).
+Layout: ``context`` (the blueprint, the id range, the acting user: what every
+module shares), ``auth`` (bearer tokens and request authentication),
+``members`` and ``exports``, ``events``, ``cards``, ``rbac`` (roles,
+permissions, users' roles), ``units``, ``openapi`` (the document at
+/api/v1/openapi.json), ``errors`` (the one JSON error shape), ``inputs``
+(request parsing) and ``serialize`` (models as JSON). Modules take what they
+share from ``context``, never from this package, so importing them here to
+register their routes makes no import cycle.
 
 Views stay thin: parse, call a service, commit once on success, serialise.
 Failures of any kind answer ``{"error": ..., "details": ...}`` JSON.
@@ -11,20 +15,20 @@ Failures of any kind answer ``{"error": ..., "details": ...}`` JSON.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from app.services.inputs import MAX_ID  # noqa: F401  (the API's id range, imported from here by its modules)
-
-API_PREFIX = "/api/v1"
-bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
+# Each module attaches its routes to ``context.bp`` when first imported (once per process).
+from app.api import auth, cards, errors, events, exports, members, rbac, spec, units  # noqa: F401
+from app.api.context import bp, is_api_path
+from app.api.reference import init_reference
+from app.extensions import csrf
 
 # JSON bodies are small; a smaller cap than the upload-oriented MAX_CONTENT_LENGTH.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
-
-def is_api_path(path: str) -> bool:
-    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+errors.register_error_handlers(bp)
+bp.before_request(auth.authenticate_request)
 
 
 def _start_api_request() -> Response | None:
@@ -59,14 +63,4 @@ def init_api(app: Flask) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, _start_api_request)
     app.teardown_request(_end_api_request)
     app.register_blueprint(bp)
-
-
-# Routes, handlers and hooks are attached to the blueprint once, at import; init_api
-# may run for several apps (tests create more than one). Imported last: these modules
-# import ``bp`` from here.
-from app.api import auth, cards, errors, events, members, openapi, rbac, units  # noqa: E402,F401
-from app.api import exports  # noqa: E402,F401  (GET /members/export)
-from app.extensions import csrf  # noqa: E402
-
-errors.register_error_handlers(bp)
-bp.before_request(auth.authenticate_request)
+    init_reference(app)  # /api/docs, the reference for people

@@ -13,15 +13,14 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from flask import current_app, g, jsonify, request
-from flask_login import current_user
 from flask_principal import Identity, identity_changed
 
-from app.api import bp
+from app.api.context import actor, bp
 from app.api.errors import ApiError
 from app.api.inputs import check_types, json_object, reject_unknown, require
 from app.api.serialize import iso
 from app.extensions import db, limiter, login_manager
-from app.models import ApiToken, User
+from app.models import ApiToken
 from app.security import forget_grants
 from app.services import auth as auth_service
 
@@ -32,11 +31,6 @@ def public(view: ViewFunc) -> ViewFunc:
     """Mark a view as reachable without a token (place it right under the route decorator)."""
     view.api_public = True  # type: ignore[attr-defined]
     return view
-
-
-def actor() -> User:
-    """The authenticated user as a plain object, for services and audit entries."""
-    return current_user._get_current_object()  # type: ignore[attr-defined]
 
 
 def pin_anonymous() -> None:

@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.api import MAX_ID, bp
-from app.api.auth import actor, public
+from app.api.auth import public
+from app.api.context import MAX_ID, actor, bp
 from app.api.errors import ApiError
 from app.api.inputs import check_types, int_arg, json_object, reject_unknown, require, text_arg
 from app.api.serialize import iso, page_of, user_ref

@@ -1,22 +1,19 @@
 """The OpenAPI description of the card endpoints (``app/api/cards.py``).
 
-Merged into the document by ``app/api/openapi.py``, which imports this module
-at its end (so the helpers imported here already exist when it runs).
-``tests/api/test_openapi.py`` checks it against the routes.
+Merged into the document by ``app/api/openapi.py``; the helpers come from
+``openapi_parts``. ``tests/api/test_openapi.py`` checks it against the routes.
 """
 
 from __future__ import annotations
 
 from app.api.cards import DEFAULT_PER_PAGE, MAX_PER_PAGE
-from app.api.openapi import (
+from app.api.openapi_parts import (
     DATE, DATETIME, ID, LOCATION, STRING, Schema, errors, json_body, nullable, obj, ok, operation, path_param,
     query_param, ref,
 )
 from app.models import CARD_STATUSES, CARD_TYPES
 from app.models.cards import CARD_TRANSACTION_TYPES
 
-CARD_TAG = {"name": "cards", "description": "Membership cards: issue, lifecycle, QR code, PDF and public "
-                                           "verification."}
 
 CARD_NUMBER: Schema = {"type": "string", "pattern": r"^[A-Z0-9]{1,8}-\d{4}-\d{6,9}-\d$",
                        "examples": ["M-2026-000123-4"],

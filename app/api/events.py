@@ -20,8 +20,7 @@ from flask import jsonify, request, url_for
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
-from app.api import MAX_ID, bp
-from app.api.auth import actor
+from app.api.context import MAX_ID, actor, bp
 from app.api.errors import ApiError
 from app.api.inputs import check_types, int_arg, json_object, parse_datetime, reject_unknown, text_arg
 from app.api.serialize import iso, page_of

@@ -1,14 +1,14 @@
 """The OpenAPI description of the events endpoints (``app/api/events.py``).
 
-Kept next to the views and merged into the document by ``app/api/openapi.py``,
-which imports this module at its end (so the helpers imported here already
-exist when it runs). ``tests/api/test_openapi.py`` checks it against the routes.
+Kept next to the views and merged into the document by ``app/api/openapi.py``;
+the helpers come from ``openapi_parts``. ``tests/api/test_openapi.py`` checks
+it against the routes.
 """
 
 from __future__ import annotations
 
 from app.api.events import DEFAULT_PER_PAGE, MAX_PER_PAGE
-from app.api.openapi import (
+from app.api.openapi_parts import (
     DATETIME, ID, INTEGER, LOCATION, STRING, Schema, errors, json_body, nullable, obj, ok, operation, path_param,
     query_param, ref,
 )
@@ -249,4 +249,3 @@ EVENT_PATHS: dict[str, dict[str, Schema]] = {
     },
 }
 
-EVENT_TAG = {"name": "events", "description": "Events, registrations, attendance and door check-in."}

@@ -13,17 +13,14 @@ from typing import Any
 from flask import jsonify, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
-from sqlalchemy.sql.elements import ColumnElement
 
-from app.api import bp
-from app.api.auth import actor
+from app.api.context import MAX_ID, actor, bp
 from app.api.errors import ApiError
-from app.api import MAX_ID
 from app.api.inputs import check_types, int_arg, json_object, text_arg
 from app.api.serialize import member_json, page_of
 from app.extensions import db
-from app.models import MEMBER_STATUSES, Member, Unit
-from app.security import has_permission, load_for, scoped, subtree_unit_ids
+from app.models import MEMBER_STATUSES, Member
+from app.security import has_permission, load_for, scoped
 from app.services import member_search
 from app.services import members as member_service
 
@@ -49,7 +46,7 @@ def _member_body() -> dict[str, Any]:
     return data
 
 
-def _require_permission(permission: str) -> None:
+def require_permission(permission: str) -> None:
     """403 for callers who hold the permission nowhere: there is nothing they could see or do."""
     if not has_permission(actor(), permission):
         raise ApiError(403, "You do not have permission to do this with members.",
@@ -62,26 +59,8 @@ def _member_for(member_id: int, permission: str) -> Member:
     return load_for(actor(), Member, member_id, permission, message=f"You may not {verb} this member.")
 
 
-def _filter_clauses(filters: dict[str, Any]) -> list[ColumnElement[bool]]:
-    """The WHERE clauses of a list request, built once for both the page and the total."""
-    clauses: list[ColumnElement[bool]] = [Member.deleted_at.is_(None)]
-    try:
-        search = member_search.search_clause(filters["q"], live_only=True) if filters["q"] else None
-    except ValueError:  # e.g. a word ending in U+10FFFF has no next character for the prefix range
-        raise ApiError(422, "This search text cannot be searched for.", {"field": "q"}) from None
-    if search is not None:
-        clauses.append(search)
-    if filters["status"]:
-        clauses.append(Member.status.in_(filters["status"]))
-    if filters["unit_id"] is not None:
-        unit = db.session.get(Unit, filters["unit_id"])
-        # An unknown unit simply has no members: answering differently would reveal
-        # which unit ids exist outside the caller's area.
-        clauses.append(Member.unit_id.in_(subtree_unit_ids(unit) if unit is not None else []))
-    return clauses
-
-
-def _list_filters() -> dict[str, Any]:
+def list_filters() -> dict[str, Any]:
+    """The member list's filters from the query string (q, status, unit_id), for GET /members and its export."""
     statuses = [s.strip().lower() for value in request.args.getlist("status")
                 for s in value.split(",") if s.strip()]
     for status in statuses:
@@ -98,13 +77,13 @@ def _list_filters() -> dict[str, Any]:
 @bp.get("/members")
 def list_members():
     """Live members in the caller's scope, filtered and paged; the total counts the same set."""
-    _require_permission("members.read")
-    filters = _list_filters()
+    require_permission("members.read")
+    filters = list_filters()
     page = int_arg("page", 1, minimum=1)
     per_page = int_arg("per_page", DEFAULT_PER_PAGE, minimum=1, maximum=MAX_PER_PAGE)
     assert page is not None and per_page is not None  # both have defaults; this is for the type checker
 
-    clauses = _filter_clauses(filters)
+    clauses = member_search.list_clauses(**filters)  # built once for both the page and the total
     me = actor()
     count = scoped(select(func.count(Member.id)).where(*clauses), me, "members.read", Member)
     total = db.session.scalar(count) or 0
@@ -125,7 +104,7 @@ def list_members():
 @bp.post("/members")
 def create_member():
     """Register a member; the service checks the unit is within the caller's area (else 422)."""
-    _require_permission("members.create")
+    require_permission("members.create")
     member = member_service.create_member(actor(), _member_body())
     db.session.commit()
     response = jsonify(member_json(member))

@@ -1,119 +1,23 @@
-"""The OpenAPI 3.1 document for /api/v1, served publicly at /api/v1/openapi.json.
+"""The hand-written OpenAPI descriptions of the API modules not yet described by their schemas.
 
-Written as plain Python data next to the code it describes (no extra
-dependency). ``tests/api/test_openapi.py`` walks the URL map and fails when a
-route or method is missing here, or when this document names a route that no
-longer exists, so the two cannot drift apart silently.
+Transitional (issue 9): ``app/api/spec.py`` generates the document from the
+operations' pydantic models and merges these parts in for the modules that
+have not moved yet. Each module that moves takes its part out of here; the
+file goes with the last one.
 """
 
 from __future__ import annotations
 
-from typing import Any
 
-from flask import current_app, jsonify
-
-from app.api import MAX_ID, bp
-from app.api.auth import public
+from app.api.cards_openapi import CARD_PATHS, CARD_SCHEMAS
+from app.api.events_openapi import EVENT_PATHS, EVENT_SCHEMAS
 from app.api.members import DEFAULT_PER_PAGE, MAX_PER_PAGE
+from app.api.openapi_parts import (
+    DATE, DATETIME, ERROR_RESPONSES, ID, LOCATION, STRING, STRING_LIST, Schema, errors, json_body, nullable, obj, ok,
+    operation, path_param, query_param, ref,
+)
 from app.models import GENDERS, MEMBER_STATUSES
 from app.services.exports import EXPORT_COLUMNS
-
-Schema = dict[str, Any]
-
-
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def nullable(schema: Schema) -> Schema:
-    """OpenAPI 3.1 spells "may be null" as a JSON Schema type list."""
-    schema = dict(schema)
-    schema["type"] = [schema["type"], "null"]
-    if "enum" in schema:
-        schema["enum"] = [*schema["enum"], None]
-    return schema
-
-
-def obj(properties: dict[str, Schema], required: list[str] | None = None, *, closed: bool = False,
-        description: str | None = None) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = required
-    if closed:
-        schema["additionalProperties"] = False
-    if description:
-        schema["description"] = description
-    return schema
-
-
-STRING: Schema = {"type": "string"}
-INTEGER: Schema = {"type": "integer"}
-ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-DATE: Schema = {"type": "string", "format": "date"}
-DATETIME: Schema = {"type": "string", "format": "date-time"}
-STRING_LIST: Schema = {"type": "array", "items": STRING}
-
-
-def json_body(schema: Schema, description: str = "") -> Schema:
-    return {"required": True, "description": description,
-            "content": {"application/json": {"schema": schema}}}
-
-
-def ok(description: str, schema: Schema | None = None, headers: dict[str, Any] | None = None) -> Schema:
-    response: Schema = {"description": description}
-    if schema is not None:
-        response["content"] = {"application/json": {"schema": schema}}
-    if headers:
-        response["headers"] = headers
-    return response
-
-
-ERROR_RESPONSES = {
-    400: ("BadRequest", "Malformed request: the body is not a JSON object, or a value has the wrong JSON type "
-                        "(details.field names it)."),
-    401: ("Unauthorized", "Missing, invalid, expired or revoked bearer token (or, for /auth/token, wrong "
-                          "credentials)."),
-    403: ("Forbidden", "You hold the needed permission nowhere, or may see this object but not act on it."),
-    404: ("NotFound", "No such object, or it lies outside your scope (the two look the same)."),
-    405: ("MethodNotAllowed", "The method is not allowed on this URL (details.allowed_methods)."),
-    409: ("Conflict", "A duplicate (details.field; details.existing_id when you may see it) or a state "
-                      "conflict such as deleting a system role."),
-    413: ("PayloadTooLarge", "The request body is too large."),
-    422: ("ValidationError", "A value broke a rule; details.field names the (first) field and, when the "
-                             "body's fields were checked, details.fields maps every field at fault to its message."),
-    429: ("TooManyRequests", "Rate limit exceeded; see the Retry-After header."),
-}
-
-
-def errors(*codes: int) -> dict[str, Schema]:
-    """References to the shared error responses; 401, 405 and 413 apply everywhere."""
-    wanted = sorted({401, 405, 413, *codes})
-    return {str(code): {"$ref": f"#/components/responses/{ERROR_RESPONSES[code][0]}"} for code in wanted}
-
-
-def path_param(name: str, description: str) -> Schema:
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": ID}
-
-
-def query_param(name: str, schema: Schema, description: str) -> Schema:
-    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
-
-
-def operation(operation_id: str, summary: str, tag: str, responses: dict[str, Schema], *,
-              description: str = "", parameters: list[Schema] | None = None, body: Schema | None = None,
-              authenticated: bool = True) -> Schema:
-    """One operation; ``operation_id`` is the Flask endpoint name (checked by the tests)."""
-    op: Schema = {"operationId": operation_id, "summary": summary, "tags": [tag], "responses": responses}
-    if description:
-        op["description"] = description
-    if parameters:
-        op["parameters"] = parameters
-    if body is not None:
-        op["requestBody"] = body
-    if not authenticated:
-        op["security"] = []
-    return op
-
 
 # --- schemas --------------------------------------------------------------------------
 
@@ -285,7 +189,6 @@ ROLE_ID = path_param("role_id", "The role's id.")
 USER_ID = path_param("user_id", "The user's id.")
 ASSIGNMENT_ID = path_param("assignment_id", "The role assignment's id.")
 UNIT_ID = path_param("unit_id", "The unit's id.")
-LOCATION = {"Location": {"description": "URL of the new resource.", "schema": STRING}}
 
 PATHS: dict[str, dict[str, Schema]] = {
     "/auth/token": {
@@ -300,12 +203,6 @@ PATHS: dict[str, dict[str, Schema]] = {
         "delete": operation(
             "api.revoke_token", "Revoke the token used for this request", "auth",
             {"204": ok("Revoked.")},
-        ),
-    },
-    "/openapi.json": {
-        "get": operation(
-            "api.openapi_document", "This document", "meta",
-            {"200": ok("The OpenAPI 3.1 document.", {"type": "object"})}, authenticated=False,
         ),
     },
     "/members": {
@@ -471,64 +368,14 @@ PATHS: dict[str, dict[str, Schema]] = {
 }
 
 
-# Events and door check-in describe themselves next to their views (imported here, after the
-# helpers above exist).
-from app.api.events_openapi import EVENT_PATHS, EVENT_SCHEMAS, EVENT_TAG  # noqa: E402
-
+# Events and door check-in, and membership cards (issue #4), describe themselves next to their views.
 SCHEMAS.update(EVENT_SCHEMAS)
 PATHS.update(EVENT_PATHS)
-
-# Membership cards (issue #4), likewise described next to their views.
-from app.api.cards_openapi import CARD_PATHS, CARD_SCHEMAS, CARD_TAG  # noqa: E402
-
 SCHEMAS.update(CARD_SCHEMAS)
 PATHS.update(CARD_PATHS)
 
 
-def document() -> dict[str, Any]:
-    """The whole OpenAPI document (plain data; cheap enough to build per request)."""
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": f"{current_app.config['ORG_NAME']} — Muster API",
-            "version": "1.0.0",
-            "description": (
-                "The membership registry as JSON. Authenticate with POST /auth/token, then send "
-                "'Authorization: Bearer <token>' on every other request (cookies are never used). "
-                "Everything you see is limited to your scope: an object outside it answers 404. "
-                "Errors always have the shape {\"error\": message, \"details\": object or null}. "
-                "Field names are snake_case; dates and times are ISO 8601 (times in UTC)."
-            ),
-        },
-        "servers": [{"url": bp.url_prefix}],
-        "security": [{"bearerAuth": []}],
-        "tags": [
-            {"name": "auth", "description": "Bearer tokens."},
-            {"name": "members", "description": "The member registry."},
-            {"name": "roles", "description": "Roles and permissions."},
-            {"name": "users", "description": "Users' roles and effective permissions."},
-            {"name": "units", "description": "The geography tree."},
-            EVENT_TAG,
-            CARD_TAG,
-            {"name": "meta", "description": "About the API."},
-        ],
-        "paths": PATHS,
-        "components": {
-            "schemas": SCHEMAS,
-            "responses": {
-                name: {"description": description,
-                       "content": {"application/json": {"schema": ref("Error")}}}
-                for name, description in ERROR_RESPONSES.values()
-            },
-            "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer",
-                               "description": "A token from POST /auth/token."},
-            },
-        },
-    }
-
-
-@bp.get("/openapi.json")
-@public
-def openapi_document():
-    return jsonify(document())
+RESPONSES: dict[str, Schema] = {
+    name: {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
+    for name, description in ERROR_RESPONSES.values()
+}

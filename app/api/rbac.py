@@ -14,8 +14,7 @@ from typing import Any
 from flask import jsonify, url_for
 from sqlalchemy import select
 
-from app.api import bp
-from app.api.auth import actor
+from app.api.context import actor, bp
 from app.api.errors import ApiError
 from app.api.inputs import check_types, json_object, parse_datetime, reject_unknown, require
 from app.api.serialize import assignment_json, permission_json, role_json

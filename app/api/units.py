@@ -10,8 +10,7 @@ from __future__ import annotations
 from flask import jsonify
 from sqlalchemy import select
 
-from app.api import bp
-from app.api.auth import actor
+from app.api.context import actor, bp
 from app.api.errors import ApiError
 from app.api.serialize import unit_json
 from app.extensions import db

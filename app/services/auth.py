@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.database import write_aside
+from app.database import insert_on_conflict, write_aside
 from app.extensions import db
 from app.models import ApiToken, LoginFailure, User
 from app.models.base import utcnow
@@ -132,12 +132,7 @@ def _count_failure(email: str, address: str, user: User | None, now: datetime) -
 
 def _bump_failures(email: str, address: str, now: datetime) -> int:
     """Add one failure with a single upsert, so simultaneous attempts all count."""
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(LoginFailure).values(email=email, address=address, failures=1, last_failed_at=now)
+    stmt = insert_on_conflict(LoginFailure).values(email=email, address=address, failures=1, last_failed_at=now)
     stmt = stmt.on_conflict_do_update(
         index_elements=[LoginFailure.email, LoginFailure.address],
         set_={"failures": LoginFailure.failures + 1, "last_failed_at": now},

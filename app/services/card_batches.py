@@ -46,7 +46,7 @@ BATCH = 200
 
 def start_batch(actor, *, mode: str, card_type: str = "standard", member_ids: list[int] | None = None,
                 unit: Unit | None = None, base_url: str | None = None):
-    """Create and submit the job (the caller's session is committed here); returns the job."""
+    """The batch as a queued job (flushed); the caller commits, then hands it to ``jobs.submit``."""
     if mode not in MODES:
         raise ServiceError(f"Unknown batch mode '{mode}'.", field="mode")
     cards._check_type(card_type)
@@ -69,8 +69,6 @@ def start_batch(actor, *, mode: str, card_type: str = "standard", member_ids: li
          "base_url": base_url, "last_member_id": 0, "card_ids": [], "problems": []},
         title=f"{verb} for {what}", unit_id=unit.id if unit else None,
     )
-    db.session.commit()
-    jobs.submit(job)
     return job
 
 

@@ -500,13 +500,14 @@ class Verification:
     Attributes: ``status`` ("valid", "expired", "suspended", "revoked",
     "unknown" or "invalid"), ``card`` and ``member`` (None when unknown or
     invalid), ``message`` (one sentence for people), plus ``card_number``
-    and ``expires_on`` from the code or the register. ``card`` and ``member``
+    and ``expires_on`` from the code or the register, and ``card_id`` and
+    ``member_id`` (None when unknown or invalid). ``card`` and ``member``
     are loaded from the session on first access: deciding the status needs
     one narrow indexed row, and callers that only want the status (the
     public API) never pay for the two ORM objects.
     """
 
-    __slots__ = ("status", "message", "card_number", "expires_on", "_card", "_member", "_card_id", "_member_id")
+    __slots__ = ("status", "message", "card_number", "expires_on", "_card", "_member", "card_id", "member_id")
 
     def __init__(self, status: str, card: MembershipCard | None = None, member: Member | None = None,
                  message: str = "", card_number: str | None = None, expires_on: date | None = None, *,
@@ -516,19 +517,19 @@ class Verification:
         self.card_number = card_number
         self.expires_on = expires_on
         self._card, self._member = card, member
-        self._card_id = card_id if card_id is not None else getattr(card, "id", None)
-        self._member_id = member_id if member_id is not None else getattr(member, "id", None)
+        self.card_id = card_id if card_id is not None else getattr(card, "id", None)
+        self.member_id = member_id if member_id is not None else getattr(member, "id", None)
 
     @property
     def card(self) -> MembershipCard | None:
-        if self._card is None and self._card_id is not None:
-            self._card = db.session.get(MembershipCard, self._card_id)
+        if self._card is None and self.card_id is not None:
+            self._card = db.session.get(MembershipCard, self.card_id)
         return self._card
 
     @property
     def member(self) -> Member | None:
-        if self._member is None and self._member_id is not None:
-            self._member = db.session.get(Member, self._member_id)
+        if self._member is None and self.member_id is not None:
+            self._member = db.session.get(Member, self.member_id)
         return self._member
 
     @property
@@ -538,8 +539,8 @@ class Verification:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Verification):
             return NotImplemented
-        return (self.status, self._card_id, self._member_id, self.message, self.card_number, self.expires_on) == (
-            other.status, other._card_id, other._member_id, other.message, other.card_number, other.expires_on)
+        return (self.status, self.card_id, self.member_id, self.message, self.card_number, self.expires_on) == (
+            other.status, other.card_id, other.member_id, other.message, other.card_number, other.expires_on)
 
     def __repr__(self) -> str:
         return f"Verification(status={self.status!r}, card_number={self.card_number!r}, message={self.message!r})"

@@ -1,11 +1,14 @@
 """Exporting members as CSV or XLSX: exactly a scoped, filtered list, streamed in constant memory.
 
-Callers (the console list, the API, ``flask members export``) build the WHERE
-clauses of their list the way they always do, scoped through
-``app.security``; this module adds the export scope, streams the rows with
-one server-side cursor (``yield_per``: one consistent snapshot, rows fetched
-in chunks, never the whole list in memory) and records the export in the
-audit log with the filter used.
+One pipeline for every caller: ``export_members(actor, clauses, ...)``. The
+console list, the API and ``flask members export`` each pass the WHERE
+clauses of their own list (the console its list query's, the other two
+``member_search.list_clauses``) with the format and columns asked for; it
+checks the actor may export, adds live members only and the actor's
+members.read and members.export scope, records the export in the audit log
+with the filter used, and returns the body: the rows streamed with one
+server-side cursor (``yield_per``: one consistent snapshot, rows fetched in
+chunks, never the whole list in memory). Each caller is a few lines.
 
 An export is a reading request that writes one row, its audit entry. That
 entry is committed before the first byte goes out, in a short transaction of
@@ -28,9 +31,11 @@ import csv
 import io
 import os
 import tempfile
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Iterator
 
+from flask import Response, stream_with_context
 from sqlalchemy import func, select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -38,9 +43,9 @@ from app.database import write_aside
 from app.extensions import db
 from app.models import Member, Tag, Unit
 from app.models.people import member_tags
-from app.security import scope_filter, scope_paths
+from app.security import has_permission, scope_filter, scope_paths
 from app.services import audit
-from app.services.errors import ServiceError
+from app.services.errors import Forbidden, ServiceError
 
 # Column key -> header. Headers are the ones the import recognises, so an export imports back.
 EXPORT_COLUMNS: dict[str, str] = {
@@ -83,17 +88,18 @@ def parse_columns(values: Iterable[str] | None) -> list[str]:
     unknown = sorted(wanted - set(EXPORT_COLUMNS))
     if unknown:
         raise ServiceError(f"Unknown column '{unknown[0]}'. Choose from: {', '.join(EXPORT_COLUMNS)}.",
-                           field="columns")
+                           field="columns", details={"allowed": list(EXPORT_COLUMNS)})
     return [key for key in EXPORT_COLUMNS if key in wanted] or list(DEFAULT_COLUMNS)
 
 
 def export_clauses(actor, clauses: list[ColumnElement[bool]]) -> list[ColumnElement[bool]]:
-    """The list's clauses, restricted to live members where the actor may export."""
+    """The list's clauses, restricted to live members the actor may both read and export (None: everyone)."""
     out = [c for c in clauses if c is not None]
     out.append(Member.deleted_at.is_(None))
-    scope = scope_filter(actor, "members.export", Member) if actor is not None else None
-    if scope is not None:
-        out.append(scope)
+    for permission in ("members.read", "members.export"):
+        scope = scope_filter(actor, permission, Member) if actor is not None else None
+        if scope is not None:
+            out.append(scope)
     return out
 
 
@@ -237,9 +243,16 @@ def xlsx_chunks(clauses: list[ColumnElement[bool]], columns: list[str]) -> Itera
         os.unlink(path)
 
 
-def check_size(fmt: str, rows: int) -> None:
+def check_format(fmt: str) -> str:
+    """The format asked for ("CSV " counts as csv); a ``ServiceError`` on ``format`` for any other."""
+    fmt = (fmt or "csv").strip().lower()
     if fmt not in FORMATS:
-        raise ServiceError("Export as csv or xlsx.", field="format")
+        raise ServiceError("Export as csv or xlsx.", field="format", details={"allowed": sorted(FORMATS)})
+    return fmt
+
+
+def check_size(fmt: str, rows: int) -> None:
+    """An XLSX file is one sheet: more rows than it holds is a ``ServiceError`` on ``format``."""
     if fmt == "xlsx" and rows > XLSX_MAX_ROWS:
         raise ServiceError(f"{rows:,} members do not fit in one Excel sheet ({XLSX_MAX_ROWS:,} at most): "
                            "export CSV, or narrow the list.", field="format")
@@ -271,3 +284,56 @@ def record_export(actor, fmt: str, columns: list[str], filters: dict[str, Any], 
                      summary=f"Exported {rows:,} members as {fmt.upper()} ({shown})",
                      changes={"format": fmt, "rows": rows, "columns": columns, "filter": filters,
                               "source": source})
+
+
+@dataclass
+class MemberExport:
+    """An export under way: already audited; its rows are read as ``body`` is consumed."""
+
+    fmt: str
+    columns: list[str]
+    rows: int
+    body: Iterator[bytes]
+
+    @property
+    def mimetype(self) -> str:
+        return FORMATS[self.fmt]
+
+    @property
+    def filename(self) -> str:
+        return filename(self.fmt)
+
+    def response(self) -> Response:
+        """The export as a download for a web request (console or API), streamed in the request's context."""
+        response = Response(stream_with_context(self.body), mimetype=self.mimetype)
+        response.headers["Content-Disposition"] = f'attachment; filename="{self.filename}"'
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def export_members(actor, clauses: list[ColumnElement[bool]], *, fmt: str = "csv",
+                   columns: Iterable[str] | None = None, filters: dict[str, Any] | None = None,
+                   unit_id: int | None = None, source: str = "console") -> MemberExport:
+    """Export the members of a caller's list as CSV or XLSX: the one pipeline of console, API and CLI.
+
+    ``clauses`` is the caller's list WHERE; only live members the actor may
+    read and export are added to it, so nobody exports more than they see.
+    Refused before anything is written: an actor without members.export
+    anywhere (``Forbidden``), an unknown format or column, an XLSX beyond one
+    sheet (``ServiceError`` on ``format`` / ``columns``, naming what is
+    allowed). Then the export is audited (``filters`` as the caller describes
+    its filter, ``unit_id`` the unit it was narrowed to, ``source`` the face:
+    console, api, cli), committed at once through ``write_aside``, and the
+    body returned unstarted: its rows stream from a fresh reading transaction.
+    ``actor=None`` is the system (an operator command without ``--user``).
+    """
+    if actor is not None and not has_permission(actor, "members.export"):
+        raise Forbidden("You do not have permission to do this with members.", permission="members.export")
+    fmt = check_format(fmt)
+    chosen = parse_columns(columns)
+    where = export_clauses(actor, list(clauses))
+    rows = count(where)
+    check_size(fmt, rows)
+    record_export(actor, fmt, chosen, filters or {}, rows, unit_id=unit_id, source=source)
+    return MemberExport(fmt, chosen, rows, chunks(fmt, where, chosen))

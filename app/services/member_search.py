@@ -11,14 +11,16 @@ numbers in the form ``members.format_membership_number`` gives them.
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 from flask import current_app
 from sqlalchemy import and_, false, func, or_, select, union
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
-from app.models import Member
+from app.models import Member, Unit
 from app.models.base import fold
+from app.security import subtree_unit_ids
 from app.services.errors import ServiceError
 from app.services.members import NATIONAL_ID_RE, format_membership_number, normalize_phone
 
@@ -105,6 +107,31 @@ def name_branches(q: str) -> list[ColumnElement[bool]] | None:
         and_(prefix_range(Member.surname_key, last), prefix_range(Member.first_name_key, first)),
         and_(prefix_range(Member.surname_key, first), prefix_range(Member.first_name_key, last)),
     ]
+
+
+def list_clauses(q: str = "", status: Iterable[str] = (), unit_id: int | None = None) -> list[ColumnElement[bool]]:
+    """The WHERE of a filtered list of live members: a search (``q``), any of ``status``, a unit's subtree.
+
+    The API's member list and export and ``flask members export`` filter
+    alike through this; the caller adds its scope. Text that cannot be
+    searched for is a ``ServiceError`` on ``q``. An unknown unit simply has
+    no members: answering differently would reveal which unit ids exist
+    outside the caller's area.
+    """
+    clauses: list[ColumnElement[bool]] = [Member.deleted_at.is_(None)]
+    try:
+        search = search_clause(q, live_only=True) if q else None
+    except ValueError:  # e.g. a word ending in U+10FFFF has no next character for the prefix range
+        raise ServiceError("This search text cannot be searched for.", field="q") from None
+    if search is not None:
+        clauses.append(search)
+    statuses = list(status)
+    if statuses:
+        clauses.append(Member.status.in_(statuses))
+    if unit_id is not None:
+        unit = db.session.get(Unit, unit_id)
+        clauses.append(Member.unit_id.in_(subtree_unit_ids(unit) if unit is not None else []))
+    return clauses
 
 
 def name_search_page(q: str, unit_ids: list[int] | None, offset: int, limit: int) -> tuple[int, list[int]] | None:

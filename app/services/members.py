@@ -16,8 +16,9 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import bindparam, func, select, text, union_all
+from sqlalchemy import func, select
 
+from app.database import newest_ids_page
 from app.extensions import db
 from app.models import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag, Unit
 from app.models.base import fold, utcnow
@@ -490,29 +491,11 @@ def live_member_page_ids(unit_ids: list[int], offset: int, limit: int) -> list[i
     a deep page skips index entries instead of table rows; a single unit or a
     very large subtree gains nothing there and gets None. SQLite merges row by
     row, so there the narrow index ix_members_live_id_unit_id is walked newest
-    first instead (half the time of its default plan on deep pages).
+    first instead (half the time of its default plan on deep pages). The plan
+    for each database is ``app.database.newest_ids_page``.
     """
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "sqlite":
-        # SQLite's own plan walks the table; force the narrow (id, unit_id) index.
-        stmt = text(
-            "SELECT id FROM members INDEXED BY ix_members_live_id_unit_id "
-            "WHERE deleted_at IS NULL AND unit_id IN :unit_ids ORDER BY id DESC LIMIT :limit OFFSET :offset"
-        ).bindparams(bindparam("unit_ids", expanding=True))
-        return list(db.session.scalars(stmt, {"unit_ids": list(unit_ids), "limit": limit, "offset": offset}))
-    if dialect != "postgresql" or not 1 < len(unit_ids) <= MERGE_MAX_UNITS:
-        return None
-    depth = offset + limit
-    parts = [
-        select(Member.id)
-        .where(Member.unit_id == unit_id, Member.deleted_at.is_(None))
-        .order_by(Member.id.desc())
-        .limit(depth)
-        for unit_id in sorted(set(unit_ids))
-    ]
-    merged = union_all(*parts).subquery()
-    return list(db.session.scalars(select(merged.c.id).order_by(merged.c.id.desc()).limit(limit).offset(offset)))
-
+    return newest_ids_page(Member.unit_id, unit_ids, offset, limit, where=Member.deleted_at.is_(None),
+                           sqlite_index="ix_members_live_id_unit_id", merge_max=MERGE_MAX_UNITS)
 
 
 # --- rules shared with the bulk writes (members_bulk) ---------------------------------

@@ -16,9 +16,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Text, any_, bindparam, delete, insert, literal, null, or_, select, update
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Integer, Text, bindparam, delete, insert, literal, null, or_, select, update
 
+from app.database import in_values
 from app.extensions import db
 from app.models import Member, MemberStatusChange, Tag, Unit
 from app.models.base import fold, utcnow
@@ -35,13 +35,6 @@ _STORED = ("first_name", "last_name", "other_names", "gender", "date_of_birth", 
 # check_duplicates' keys, and a former system's membership number kept by an import.
 _DUPLICATE_KEYS = (("national_id", "ID number"), ("phone", "phone number"), ("email", "email address"),
                    ("membership_number", "membership number"))
-
-
-def in_values(column, values: list) -> ColumnElement[bool]:
-    """``column IN (values)``; on PostgreSQL ``= ANY(array)``: one parameter instead of a thousand."""
-    if db.session.get_bind().dialect.name != "postgresql":
-        return column.in_(values)
-    return column == any_(bindparam(None, value=list(values), type_=ARRAY(column.type)))
 
 
 def _at_row(exc: ServiceError, index: int) -> ServiceError:

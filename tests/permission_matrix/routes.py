@@ -251,7 +251,8 @@ ROWS = [
 ]
 
 # Anyone may call these (they are tested in their own modules).
-PUBLIC = {("api.issue_token", "POST"), ("api.openapi_document", "GET"), ("api.verify_card", "POST")}
+PUBLIC = {("api.issue_token", "POST"), ("api.openapi_document", "GET"), ("api.verify_card", "POST"),
+          ("api.index", "GET"), ("api_reference.reference", "GET")}
 # Outside the matrix: the member portal, sign-in, the public verification page, static files.
 EXCLUDED_BLUEPRINTS = {"portal", "auth", "verify"}
 EXCLUDED_ENDPOINTS = {"static", "admin.static"}

@@ -8,9 +8,13 @@ import pypdfium2 as pdfium
 import pytest
 import zxingcpp
 from PIL import Image, ImageDraw
+from pypdf import PdfReader, PdfWriter
+from reportlab.pdfgen.canvas import Canvas
 
 from app.services import card_pdf, cards
 from app.services import members as member_service
+from app.services.card_pdf import qr, sheets
+from app.services.card_pdf.stitch import PdfStreamWriter
 
 DPI = 300
 NAMES = [
@@ -166,7 +170,7 @@ def test_configured_logo_is_used(app, tree, make_member, tmp_path):
     finally:
         app.config["CARD_LOGO"] = None
     assert "MDM" not in text  # the initials stand in only when there is no logo
-    x = int((card_pdf.PAD + 4 * card_pdf.mm) / 72 * DPI)
+    x = int((card_pdf.PAD + 4 * card_pdf.M) / 72 * DPI)
     y = int(card_pdf.BAND_H / 2 / 72 * DPI)
     assert image.convert("RGB").getpixel((x, y)) == (255, 0, 0)
 
@@ -200,7 +204,7 @@ def test_print_sheet_layout_decodes_and_mirrors_backs(tree, make_member, tmp_pat
     x3, y3 = card_pdf.slot_origin(2)
     bx3, by3 = card_pdf.slot_origin(2, back=True)
     assert (x3, by3) == (front_x, y3) and bx3 == back_x
-    band_y = int((card_pdf.A4_H - (y3 + card_pdf.CARD_H) + 2 * card_pdf.mm) / 72 * DPI)
+    band_y = int((card_pdf.A4_H - (y3 + card_pdf.CARD_H) + 2 * card_pdf.M) / 72 * DPI)
     left_mid = int((front_x + card_pdf.CARD_W / 2) / 72 * DPI)
     right_mid = int((back_x + card_pdf.CARD_W / 2) / 72 * DPI)
     assert img.getpixel((right_mid, band_y)) < 128 and img.getpixel((left_mid, band_y)) > 200
@@ -210,7 +214,7 @@ def test_print_sheet_layout_decodes_and_mirrors_backs(tree, make_member, tmp_pat
 
 def test_print_sheet_stitches_many_chunks(tree, make_member, monkeypatch):
     """Chunks stitched into one valid PDF whose page count and order are right."""
-    monkeypatch.setattr(card_pdf, "SHEETS_PER_CHUNK", 1)
+    monkeypatch.setattr(sheets, "SHEETS_PER_CHUNK", 1)
     issued = [cards.issue_card(None, make_member(tree["w1"], first_name=f"N{i:02d}", last_name="Stitch"))
               for i in range(25)]
     out = io.BytesIO()
@@ -264,41 +268,55 @@ def test_crop_marks_stay_outside_the_cards():
         assert 0 <= min(x1, x2) and max(x1, x2) <= card_pdf.A4_W and 0 <= min(y1, y2) and max(y1, y2) <= card_pdf.A4_H
 
 
-def test_qr_codewords_match_the_qrcode_library():
-    """The fast codeword encoder gives the library's bytes and version, byte for byte."""
-    import random
-    import string
-
-    import qrcode.util
-    from qrcode.constants import ERROR_CORRECT_M
-
-    rng = random.Random(7)
-    for n in [0, 1, 17, 100, 106, 134, 135, 141, 180, 300, 700, 1500, 2300]:
-        raw = "".join(rng.choice(string.ascii_letters + string.digits + "-_/:.") for _ in range(n)).encode()
-        version = card_pdf.qr_version(raw)
-        segment = qrcode.util.QRData(raw, mode=qrcode.util.MODE_8BIT_BYTE)
-        assert card_pdf.qr_codewords(raw, version) == qrcode.util.create_data(version, ERROR_CORRECT_M, [segment])
-        reference = qrcode.QRCode(error_correction=ERROR_CORRECT_M)
-        reference.add_data(segment)
-        reference.make(fit=True)
-        assert reference.version == version, n
+def _reportlab_pdf(*page_texts: str) -> bytes:
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(200, 100))
+    for text in page_texts:
+        canvas.drawString(20, 50, text)
+        canvas.showPage()
+    canvas.save()
+    return out.getvalue()
 
 
-@pytest.mark.parametrize("mask", range(8))
-def test_qr_modules_match_the_qrcode_library(mask, monkeypatch):
-    """The fast module placement gives the library's symbol, module for module, for every mask."""
-    import random
-    import string
+def test_stitcher_reads_any_pdf_not_only_the_shape_reportlab_writes():
+    """An incrementally updated PDF with a cross-reference stream (as pypdf writes one) is read whole.
 
-    import qrcode.util
-    from qrcode.constants import ERROR_CORRECT_M
+    The old stitcher read the last classic xref table with regular expressions:
+    it lost the first revision's objects and had no trailer to find here.
+    """
+    writer = PdfWriter(io.BytesIO(_reportlab_pdf("First page")), incremental=True)
+    writer.append(PdfReader(io.BytesIO(_reportlab_pdf("Second page"))))
+    updated = io.BytesIO()
+    writer.write(updated)
+    assert b"/XRef" in updated.getvalue() and updated.getvalue().count(b"startxref") == 2
 
-    monkeypatch.setattr(card_pdf, "QR_MASK", mask)
-    rng = random.Random(mask)
-    for n in [0, 5, 60, 106, 141, 300, 1200]:
-        text = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(n))
-        reference = qrcode.QRCode(version=card_pdf.qr_version(text.encode()), error_correction=ERROR_CORRECT_M,
-                                  border=0, mask_pattern=mask)
-        reference.add_data(qrcode.util.QRData(text.encode(), mode=qrcode.util.MODE_8BIT_BYTE))
-        reference.make(fit=False)
-        assert card_pdf.qr_modules(text) == reference.get_matrix(), n
+    out = io.BytesIO()
+    stitched = PdfStreamWriter(out)
+    stitched.add(updated.getvalue())
+    stitched.add(_reportlab_pdf("Third page"))
+    stitched.finish(title="Three pages")
+    reader = PdfReader(io.BytesIO(out.getvalue()), strict=True)  # strict: every xref offset must be right
+    assert [page.extract_text().strip() for page in reader.pages] == ["First page", "Second page", "Third page"]
+    assert reader.metadata.title == "Three pages"
+    doc = pdfium.PdfDocument(out.getvalue())
+    try:
+        assert [doc[i].get_textpage().get_text_range().strip() for i in range(len(doc))] == [
+            "First page", "Second page", "Third page"]
+    finally:
+        doc.close()
+
+
+def test_printed_qr_code_is_level_m_and_decodes():
+    """The modules drawn on a card are a level-M code of the URL, dark modules as 1, no quiet zone."""
+    url = "https://members.example.org/verify/" + "Ab-_9" * 21
+    matrix = qr.qr_matrix(url)
+    n = len(matrix)
+    assert all(len(row) == n for row in matrix) and set(b"".join(matrix)) == {0, 1}
+    assert matrix[0][:7] == b"\x01" * 7  # the top-left finder pattern starts at the corner
+    image = Image.new("L", (n * 4 + 32,) * 2, 255)
+    for r, row in enumerate(matrix):
+        for col, dark in enumerate(row):
+            if dark:
+                image.paste(0, (16 + col * 4, 16 + r * 4, 20 + col * 4, 20 + r * 4))
+    decoded = zxingcpp.read_barcodes(image)
+    assert [d.text for d in decoded] == [url] and decoded[0].extra["ECLevel"] == "M"

@@ -33,7 +33,7 @@ from app.services.imports.uploads import cleanup_uploads, delete_upload_file, di
 from app.services.imports.validation import COMPARED, KEY_LABELS, KINDS, MODES, ImportSettings
 from app.services.imports.values import DATE_ORDERS, GENDER_WORDS, UnitResolver, looks_like_formula, parse_date, \
     split_full_name
-from app.services.imports.writing import BAD_ROWS_KEPT, Importer, ImportResult, Progress, take_write_lock
+from app.services.imports.writing import BAD_ROWS_KEPT, Importer, ImportResult, Progress
 
 __all__ = [
     "BAD_ROWS_KEPT", "COMPARED", "CSV_FIELD_LIMIT", "DATE_ORDERS", "DELIMITERS", "FIELDS", "FIELD_BY_KEY",
@@ -43,6 +43,6 @@ __all__ = [
     "import_file", "inspect_file", "looks_like_formula", "mapping_from_saved", "max_bytes", "max_columns",
     "parse_date", "pending_uploads", "record_import", "run_import_job", "run_preview_job", "sample_rows",
     "save_mapping", "save_upload", "saved_mappings", "set_mapping", "settings_for", "split_full_name",
-    "squash", "start_import", "start_preview", "take_write_lock", "upload_info", "upload_path", "uploads_dir",
+    "squash", "start_import", "start_preview", "upload_info", "upload_path", "uploads_dir",
     "visible_uploads",
 ]

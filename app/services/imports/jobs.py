@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from app.database import take_write_lock
 from app.extensions import db
 from app.models import AuditEntry, ImportUpload, Job, User
 from app.services import audit, jobs
@@ -20,7 +21,7 @@ from app.services.errors import ServiceError
 from app.services.imports.reading import FileInfo, count_rows
 from app.services.imports.uploads import delete_upload_file, settings_for, upload_info, upload_path, uploads_dir
 from app.services.imports.validation import MODES, ImportSettings
-from app.services.imports.writing import Importer, ImportResult, Progress, take_write_lock
+from app.services.imports.writing import Importer, ImportResult, Progress
 
 
 def import_file(actor, path, info: FileInfo, settings: ImportSettings, *, filename: str = "",

@@ -23,6 +23,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
+from app.database import in_values
 from app.extensions import db
 from app.models import MEMBER_STATUSES, Member, Tag
 from app.models.people import member_tags
@@ -34,7 +35,6 @@ from app.services.imports.reading import FileInfo, cell_text, trimmed
 from app.services.imports.values import (
     DATE_ORDERS, GENDER_WORDS, NEUTRALISED_RE, UnitResolver, looks_like_formula, parse_date, split_full_name,
 )
-from app.services.members_bulk import in_values
 
 MEMBERS = Member.__table__
 TAGS = Tag.__table__
@@ -69,7 +69,9 @@ class ImportSettings:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-class _Row:
+class FileRow:
+    """One row of the file as it is checked: its cells, cleaned values, what it is (``kind``) and why."""
+
     __slots__ = ("line", "cells", "values", "unit_id", "unit_text", "status", "number", "tags", "problems",
                  "kind", "member_id", "changes", "keys")
 
@@ -154,8 +156,8 @@ class RowChecker:
 
     # -- one row, on its own --------------------------------------------------------
 
-    def _normalise(self, line: int, cells: list[Any]) -> _Row:
-        row = _Row(line, cells)
+    def _normalise(self, line: int, cells: list[Any]) -> FileRow:
+        row = FileRow(line, cells)
         problems = row.problems
         if len(cells) > self.width and any(cell_text(c) for c in cells[self.width:]):
             if self.info.format == "csv":
@@ -210,7 +212,7 @@ class RowChecker:
             row.keys.append(("email", row.values["email"]))
         return row
 
-    def _convert(self, row: _Row, key: str, raw: Any, data: dict[str, Any]) -> None:
+    def _convert(self, row: FileRow, key: str, raw: Any, data: dict[str, Any]) -> None:
         if key in ("date_of_birth", "joined_on"):
             data[key] = parse_date(raw, self.settings.date_order)
         elif key == "unit":
@@ -268,7 +270,7 @@ class RowChecker:
 
     # -- a batch against the file and the registry ----------------------------------
 
-    def _lookup(self, rows: list[_Row]):
+    def _lookup(self, rows: list[FileRow]):
         wanted: dict[str, set[str]] = defaultdict(set)
         for row in rows:
             if not row.problems:
@@ -289,7 +291,7 @@ class RowChecker:
                     index[key][value].append(member.id)
         return found, index
 
-    def _keyless_matches(self, rows: list[_Row]) -> dict[tuple, Any]:
+    def _keyless_matches(self, rows: list[FileRow]) -> dict[tuple, Any]:
         """Members identical to rows that carry no ID, number, phone or email (to stay idempotent)."""
         keyless = [r for r in rows if not r.problems and not r.keys and r.values.get("last_name")]
         if not keyless:
@@ -313,7 +315,7 @@ class RowChecker:
     def _visible(self, member) -> bool:
         return self.read_ids is None or member.unit_id in self.read_ids
 
-    def _classify(self, rows: list[_Row]) -> None:
+    def _classify(self, rows: list[FileRow]) -> None:
         found, index = self._lookup(rows)
         keyless = self._keyless_matches(rows)
         tags_of = self._existing_tags(list(found) + [m.id for m in keyless.values()]) if "tags" in self.mapped else {}
@@ -344,7 +346,7 @@ class RowChecker:
     def _hash(self, key: str, value: str) -> int:
         return hash((key, value))
 
-    def _duplicate_in_file(self, row: _Row) -> bool:
+    def _duplicate_in_file(self, row: FileRow) -> bool:
         for key, value in row.keys:
             line = self._seen.get(self._hash(key, value))
             if line is not None:
@@ -352,7 +354,7 @@ class RowChecker:
                 return True
         return False
 
-    def _remember(self, row: _Row) -> None:
+    def _remember(self, row: FileRow) -> None:
         for key, value in row.keys:
             digest = self._hash(key, value)
             if digest not in self._seen:
@@ -368,7 +370,7 @@ class RowChecker:
             (self._seen if kind == "seen" else self._claimed).pop(key, None)
         self._added = []
 
-    def _taken_by_other(self, row: _Row, index, found, exclude_id: int | None):
+    def _taken_by_other(self, row: FileRow, index, found, exclude_id: int | None):
         for key in ("national_id", "phone", "email"):
             value = row.values.get(key)
             for other in index[key].get(value or "", []):
@@ -383,7 +385,7 @@ class RowChecker:
             return f"A member with this {label} already exists: {self._who(member)}{deleted}."
         return f"A member with this {label} already exists."
 
-    def _as_new(self, row: _Row, index, found, keyless, tags_of) -> None:
+    def _as_new(self, row: FileRow, index, found, keyless, tags_of) -> None:
         clash = self._taken_by_other(row, index, found, None)
         if clash is not None:
             key, member = clash
@@ -407,7 +409,7 @@ class RowChecker:
             return
         row.kind = "new"
 
-    def _status_allowed(self, row: _Row, current: str | None) -> bool:
+    def _status_allowed(self, row: FileRow, current: str | None) -> bool:
         """The registry's lifecycle rule for the row's status (``current`` None: a new member)."""
         try:
             member_service.check_transition(current, row.status)
@@ -418,7 +420,7 @@ class RowChecker:
             return False
         return True
 
-    def _as_update(self, row: _Row, member, index, found, tags_of) -> None:
+    def _as_update(self, row: FileRow, member, index, found, tags_of) -> None:
         key = "national_id" if row.values.get("national_id") == member.national_id and member.national_id \
             else "membership_number"
         if not self._visible(member):
@@ -458,7 +460,7 @@ class RowChecker:
         if row.unit_id is None or "unit_id" not in changes:
             row.unit_id = member.unit_id
 
-    def _differences(self, row: _Row, member, tags_of) -> dict[str, tuple[Any, Any]]:
+    def _differences(self, row: FileRow, member, tags_of) -> dict[str, tuple[Any, Any]]:
         """Fields the row would change on ``member`` (empty cells never clear anything)."""
         changes = {}
         for key in COMPARED:

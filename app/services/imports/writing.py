@@ -20,17 +20,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
+from app.database import take_write_lock
 from app.extensions import db
-from app.models import Counter
 from app.services import members_bulk
 from app.services.errors import ServiceError
 from app.services.imports.reading import cell_text, data_rows
-from app.services.imports.validation import KINDS, RowChecker, _Row
+from app.services.imports.validation import KINDS, FileRow, RowChecker
 
-COUNTERS = Counter.__table__
 BAD_ROWS_KEPT = 100  # bad rows kept in a result for display; the report file has them all
 
 
@@ -99,29 +97,6 @@ class _ReportWriter:
 
     def close(self) -> None:
         self.fh.close()
-
-
-def take_write_lock() -> None:
-    """On SQLite, open the coming transaction with the write lock (a no-op UPDATE); elsewhere nothing.
-
-    SQLite (WAL) cannot turn a transaction that has already read into a writing
-    one while another connection writes: it fails at once with "database is
-    locked" instead of waiting. So a writing transaction of an import starts
-    with this statement, which waits (busy_timeout) for the lock. Call it right
-    after a commit; if the transaction had read anyway, it is rolled back (only
-    that read) and started again.
-    """
-    if db.session.get_bind().dialect.name != "sqlite":
-        return
-    lock = update(COUNTERS).where(COUNTERS.c.name == "membership_number").values(value=COUNTERS.c.value)
-    for attempt in range(3):
-        try:
-            db.session.execute(lock)
-            return
-        except OperationalError:
-            if attempt == 2:
-                raise
-            db.session.rollback()
 
 
 class Importer(RowChecker):
@@ -224,7 +199,7 @@ class Importer(RowChecker):
         unit_id = self.units.common_ancestor(self.touched_units) if self.touched_units else None
         return unit_id if unit_id is not None else self.settings.default_unit_id
 
-    def _write(self, rows: list[_Row]) -> None:
+    def _write(self, rows: list[FileRow]) -> None:
         """The batch's new and changed members, through the member service's bulk functions."""
         new = [r for r in rows if r.kind == "new"]
         with _lines_of(new):
@@ -239,7 +214,7 @@ class Importer(RowChecker):
             }, reason=self.status_reason, source=self.filename)
 
     @staticmethod
-    def _clash(rows: list[_Row], exc: Exception) -> ServiceError:
+    def _clash(rows: list[FileRow], exc: Exception) -> ServiceError:
         """The error stopping an import whose batch was refused twice (by changes made while it ran)."""
         line = exc.details.get("line") if isinstance(exc, ServiceError) and isinstance(exc.details, dict) else None
         if line is not None:
@@ -250,7 +225,7 @@ class Importer(RowChecker):
 
 
 @contextmanager
-def _lines_of(rows: list[_Row]) -> Iterator[None]:
+def _lines_of(rows: list[FileRow]) -> Iterator[None]:
     """Name the file line of the row a member service refused (its ``details["row"]`` indexes ``rows``)."""
     try:
         yield

@@ -1,0 +1,73 @@
+"""The card's QR code: its modules drawn into a PDF, or the code alone as PNG / SVG for the API.
+
+The code holds the card's verification URL (``services.cards.verification_url``)
+at error correction level M, made by zxing-cpp's writer (``create_barcode``,
+the C++ library the tests already read codes with). It is measured against
+the pure-Python encoders in docs/cards.md ("Speed and memory"): 10,000 codes
+are a print run, and segno or qrcode would be most of its time.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import zxingcpp
+from PIL import Image
+from reportlab.lib.colors import Color, white
+from reportlab.pdfgen.canvas import Canvas
+
+from app.models import MembershipCard
+from app.services.cards import verification_url
+
+EC_LEVEL = "M"
+_DARK = bytes.maketrans(b"\x00\xff", b"\x01\x00")  # zxing-cpp's image: 0 is a dark module, 255 a light one
+_RUN = re.compile(rb"\x01+")
+
+
+def qr_code(data: str) -> zxingcpp.Barcode:
+    """``data`` as a QR code at level M."""
+    return zxingcpp.create_barcode(data, zxingcpp.BarcodeFormat.QRCode, ec_level=EC_LEVEL)
+
+
+def qr_matrix(data: str) -> list[bytes]:
+    """The printed code's modules, row by row from the top, without quiet zone: 1 dark, 0 light."""
+    image = qr_code(data).to_image(add_quiet_zones=False)
+    height, width = image.shape
+    modules = memoryview(image).tobytes().translate(_DARK)
+    return [modules[row * width:(row + 1) * width] for row in range(height)]
+
+
+def draw_qr(c: Canvas, matrix: list[bytes], x: float, y: float, size: float, ink: Color, quiet: int = 2) -> None:
+    """The code on a white square of side ``size`` at (x, y), with ``quiet`` modules of margin.
+
+    Drawn in module units (one ``cm`` scales them to size) as one filled
+    path; each run of dark modules in a row is one integer rectangle, written
+    straight into the content stream (reportlab's float formatting of ~600
+    rectangles per code was most of a card's drawing time).
+    """
+    n = len(matrix)
+    unit = size / (n + 2 * quiet)
+    c.setFillColor(white)
+    c.rect(x, y, size, size, stroke=0, fill=1)
+    c.saveState()
+    c.setFillColor(ink)
+    rects = [f"{run.start()} {n - 1 - r} {run.end() - run.start()} 1 re"
+             for r, row in enumerate(matrix) for run in _RUN.finditer(row)]
+    c.addLiteral(f"{unit:.4f} 0 0 {unit:.4f} {x + quiet * unit:.3f} {y + quiet * unit:.3f} cm\n"
+                 + "\n".join(rects) + "\nf")
+    c.restoreState()
+
+
+def qr_png(card: MembershipCard, base_url: str | None = None, box_size: int = 8) -> bytes:
+    """The card's QR code (its verification URL) as a PNG, ``box_size`` pixels a module, 4 modules of margin."""
+    image = qr_code(verification_url(card, base_url)).to_image(scale=box_size, add_quiet_zones=True)
+    height, width = image.shape
+    out = io.BytesIO()
+    Image.frombytes("L", (width, height), memoryview(image).tobytes()).save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def qr_svg(card: MembershipCard, base_url: str | None = None, scale: int = 3) -> bytes:
+    """The card's QR code as an SVG (one path on white; ``scale`` units a module, 4 modules of margin)."""
+    return qr_code(verification_url(card, base_url)).to_svg(scale=scale, add_quiet_zones=True).encode("utf-8")
