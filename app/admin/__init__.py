@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 from flask_admin import Admin
+from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
 
 
@@ -30,4 +31,5 @@ def init_admin(app: Flask) -> Admin:
     rbac.register(admin)
     audit.register(admin)
     jobs.register(admin)
+    admin.add_link(MenuLink(name="API reference", url="/api/docs"))  # the JSON API, for integrators
     return admin

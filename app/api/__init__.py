@@ -3,9 +3,10 @@
 Layout: ``context`` (the blueprint, the id range, the acting user: what every
 module shares), ``auth`` (bearer tokens and request authentication),
 ``members`` and ``exports``, ``events``, ``cards``, ``rbac`` (roles,
-permissions, users' roles), ``units``, ``openapi`` (the document at
-/api/v1/openapi.json), ``errors`` (the one JSON error shape), ``inputs``
-(request parsing) and ``serialize`` (models as JSON). Modules take what they
+permissions, users' roles), ``units``, ``spec`` (each operation's contract
+and the document at /api/v1/openapi.json, from the schemas built of
+``schema``), ``errors`` (the one JSON error shape), ``inputs`` (request
+parsing) and ``serialize`` (list pages); ``reference`` is /api/docs. Modules take what they
 share from ``context``, never from this package, so importing them here to
 register their routes makes no import cycle.
 

@@ -10,28 +10,19 @@ token's user once the token checks out.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Annotated, Literal
 
-from flask import current_app, g, jsonify, request
-from flask_principal import Identity, identity_changed
+from flask import current_app, g, request
+from pydantic import Field
 
 from app.api.context import actor, bp
 from app.api.errors import ApiError
-from app.api.inputs import check_types, json_object, reject_unknown, require
-from app.api.serialize import iso
+from app.api.schema import Body, Out, Text, Timestamp
+from app.api.spec import operation
 from app.extensions import db, limiter, login_manager
 from app.models import ApiToken
 from app.security import forget_grants
 from app.services import auth as auth_service
-
-ViewFunc = Callable[..., Any]
-
-
-def public(view: ViewFunc) -> ViewFunc:
-    """Mark a view as reachable without a token (place it right under the route decorator)."""
-    view.api_public = True  # type: ignore[attr-defined]
-    return view
-
 
 def pin_anonymous() -> None:
     """Start every API request as anonymous, so the session cookie is never consulted.
@@ -69,7 +60,6 @@ def authenticate_request() -> None:
     user, row = found
     g._login_user = user  # what login_user() sets, without touching the session
     g.api_token = row
-    identity_changed.send(current_app._get_current_object(), identity=Identity(user.id, "token"))
 
 
 def _token_rate_limit() -> str:
@@ -77,34 +67,49 @@ def _token_rate_limit() -> str:
     return current_app.config["LOGIN_RATE_LIMIT"]
 
 
-@bp.post("/auth/token")
-@public
-@limiter.limit(_token_rate_limit)
-def issue_token():
-    """Exchange email and password for a bearer token.
+class TokenRequest(Body):
+    messages = {"email": "Give the email address of your account.", "password": "Give your password."}
 
-    Goes through the same ``authenticate`` as the login page, so failures here
-    count towards the same lockout; the failure count is committed even though
-    the request fails, or the lockout could be dodged.
+    email: Annotated[str, Field(min_length=1)]
+    password: Annotated[str, Field(min_length=1, json_schema_extra={"format": "password"})]
+    name: Text(80) | None = Field(None, description="A label for the token (default: api).")
+
+
+class Token(Out):
+    token: str = Field(description="Send as `Authorization: Bearer <token>`. Shown once.")
+    token_type: Literal["Bearer"]
+    expires_at: Timestamp
+
+
+# The limit comes first, as on the login page: a limited address is told so before anything is read.
+@bp.post("/auth/token")
+@limiter.limit(_token_rate_limit)
+@operation("auth", public=True, responses={200: (Token, "A new token.")}, errors=(400, 401, 429))
+def issue_token(json: TokenRequest):
+    """Get a bearer token
+
+    Checks email and password like the login page, sharing its lockout (repeated failures from one
+    address lock that address out of the account; a locked address answers 401 like a wrong password)
+    and its per-IP rate limit (429). The failure count is committed even though the request fails, or
+    the lockout could be dodged.
     """
-    data = json_object()
-    reject_unknown(data, {"email", "password", "name"})
-    check_types(data, {"email": "string", "password": "string", "name": "string"}, nullable={"name"})
-    email = require(data, "email", "Give the email address of your account.")
-    password = require(data, "password", "Give your password.")
     try:
-        user = auth_service.authenticate(email, password, request.remote_addr)
+        user = auth_service.authenticate(json.email, json.password, request.remote_addr)
     except auth_service.LoginError:
         db.session.commit()
         raise
-    token, row = auth_service.issue_token(user, name=(data.get("name") or "api")[:80])
+    token, row = auth_service.issue_token(user, name=json.name or "api")
     db.session.commit()
-    return jsonify({"token": token, "token_type": "Bearer", "expires_at": iso(row.expires_at)})
+    return Token(token=token, token_type="Bearer", expires_at=row.expires_at)
 
 
 @bp.delete("/auth/token")
+@operation("auth", responses={204: (None, "Revoked.")})
 def revoke_token():
-    """Revoke the token this request was made with (log out of the API)."""
+    """Revoke the token used for this request
+
+    Logs out of the API: the token stops working at once.
+    """
     row: ApiToken = g.api_token
     auth_service.revoke_token(actor(), row)
     db.session.commit()

@@ -9,15 +9,16 @@ JSON API, so it lives outside /api/v1 and answers errors like the console.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, render_template, url_for
+from flask import Blueprint, Flask, render_template, url_for
+
+from app.api.spec import api_title
 
 bp = Blueprint("api_reference", __name__)
 
 
 @bp.get("/api/docs")
 def reference():
-    return render_template("api/reference.html", title=f"{current_app.config['ORG_NAME']} — Muster API",
-                           document_url=url_for("api.openapi_document"))
+    return render_template("api/reference.html", title=api_title(), document_url=url_for("api.openapi_document"))
 
 
 def init_reference(app: Flask) -> None:

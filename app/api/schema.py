@@ -61,11 +61,16 @@ def _integral(value: Any) -> Any:
     return value
 
 
-def _text_only(value: Any) -> Any:
-    """A choice from a list is still a string: 5 is the wrong type (400), "robot" a wrong value (422)."""
-    if value is not None and not isinstance(value, str):
+def _choice_text(value: Any) -> Any:
+    """A choice is a string: 5 is the wrong type (400), "robot" a wrong value (422).
+
+    Case and surrounding spaces do not matter, as they never did to the services ("Female" is female).
+    """
+    if value is None:
+        return value
+    if not isinstance(value, str):
         raise PydanticCustomError("string_type", "Input should be a valid string")
-    return value
+    return value.strip().lower()
 
 
 # Constraints come before the validator, or pydantic documents them as "ge"/"le" instead of minimum/maximum.
@@ -73,14 +78,24 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_integral)]
 Integer = Annotated[int, BeforeValidator(_integral)]
 
 
-def Text(max_length: int, *, min_length: int | None = None, pattern: str | None = None) -> Any:  # noqa: N802
-    """A string of at most ``max_length`` characters (the limit the service applies too)."""
-    return Annotated[str, StringConstraints(max_length=max_length, min_length=min_length, pattern=pattern)]
+def _lowered(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def Text(max_length: int, *, min_length: int | None = None, pattern: str | None = None,
+         lower: bool = False) -> Any:  # noqa: N802
+    """A string of at most ``max_length`` characters once stripped, as the services count them.
+
+    ``lower``: read lower-cased before the ``pattern`` is checked (role names).
+    """
+    text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=max_length, min_length=min_length,
+                                            pattern=pattern)]
+    return Annotated[text, BeforeValidator(_lowered)] if lower else text
 
 
 def Choice(values: tuple[str, ...] | list[str]) -> Any:  # noqa: N802
-    """One of ``values`` (documented as an enum)."""
-    return Annotated[Literal[tuple(values)], BeforeValidator(_text_only)]  # type: ignore[valid-type]
+    """One of ``values`` (documented as an enum; read case-insensitively)."""
+    return Annotated[Literal[tuple(values)], BeforeValidator(_choice_text)]  # type: ignore[valid-type]
 
 
 # Dates and times a service parses and checks itself (its messages, every field at once).

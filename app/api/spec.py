@@ -245,19 +245,29 @@ def _complete(op: dict[str, Any], additions: dict[str, Any]) -> None:
         del op["parameters"]
 
 
-def _legacy_merge(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
-    """Modules not yet moved to schemas still describe themselves by hand (``openapi.py``); merged in.
+def _referenced(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """The schemas the operations refer to, directly or through each other.
 
-    Returns the shared responses those descriptions refer to. Goes away with the last hand-written part.
+    Query models become parameters; spectree lists them as components too, where nothing uses them.
     """
-    from app.api import openapi as legacy  # late: legacy imports the modules that import this one
+    prefix = "#/components/schemas/"
+    wanted: set[str] = set()
+    todo = [paths]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix):] not in wanted:
+                wanted.add(ref[len(prefix):])
+                todo.append(schemas[ref[len(prefix):]])
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return {name: schema for name, schema in sorted(schemas.items()) if name in wanted}
 
-    for path, operations in legacy.PATHS.items():
-        for method, op in operations.items():
-            paths.setdefault(path, {}).setdefault(method, op)
-    for name, schema in legacy.SCHEMAS.items():
-        schemas.setdefault(name, schema)
-    return legacy.RESPONSES
+
+def api_title() -> str:
+    return f"{current_app.config['ORG_NAME']} — Muster API"
 
 
 def build_document() -> dict[str, Any]:
@@ -267,19 +277,18 @@ def build_document() -> dict[str, Any]:
         for op in operations.values():
             _complete(op, _ADDITIONS[op["operationId"]])
         paths[path[len(API_PREFIX):] or "/"] = operations
-    schemas = generated["components"]["schemas"]
-    responses = _legacy_merge(paths, schemas)
+    schemas = _referenced(paths, generated["components"]["schemas"])
     used = {name for operations in paths.values() for op in operations.values() for name in op.get("tags", [])}
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": f"{current_app.config['ORG_NAME']} — Muster API",
+            "title": api_title(),
             "version": "1.0.0",
             "description": (
-                "The membership registry as JSON. Authenticate with POST /auth/token, then send "
-                "'Authorization: Bearer <token>' on every other request (cookies are never used). "
+                "The membership registry as JSON. Authenticate with `POST /auth/token`, then send "
+                "`Authorization: Bearer <token>` on every other request (cookies are never used). "
                 "Everything you see is limited to your scope: an object outside it answers 404. "
-                "Errors always have the shape {\"error\": message, \"details\": object or null}. "
+                "Errors always have the shape `{\"error\": message, \"details\": object or null}`. "
                 "Field names are snake_case; dates and times are ISO 8601 (times in UTC)."
             ),
         },
@@ -287,8 +296,7 @@ def build_document() -> dict[str, Any]:
         "security": generated["security"],
         "tags": [{"name": tag.name, "description": tag.description} for tag in TAGS.values() if tag.name in used],
         "paths": _tidy(paths),
-        "components": {"schemas": _tidy(schemas), "responses": responses,
-                       "securitySchemes": generated["components"]["securitySchemes"]},
+        "components": {"schemas": _tidy(schemas), "securitySchemes": generated["components"]["securitySchemes"]},
     }
 
 
@@ -313,7 +321,7 @@ class ApiIndex(Out):
 @operation("meta", public=True, responses={200: (ApiIndex, "Where the API is described.")})
 def index():
     """Where to start: links to the document and the reference."""
-    return ApiIndex(title=document()["info"]["title"], openapi=url_for("api.openapi_document"),
+    return ApiIndex(title=api_title(), openapi=url_for("api.openapi_document"),
                     docs=url_for("api_reference.reference"))
 
 

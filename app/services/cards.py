@@ -40,6 +40,7 @@ from typing import Any, Iterable
 from cryptography.exceptions import InvalidSignature
 from flask import current_app
 from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy.orm import joinedload
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.config import DEFAULT_PUBLIC_URL
@@ -553,6 +554,14 @@ _VERIFY_ROW = (
     .join(Member, Member.id == MembershipCard.member_id)
     .where(MembershipCard.card_number == bindparam("number"))
 )
+# The door's variant (``with_member``): the same row with the member and its unit as ORM objects,
+# which the check-in needs anyway (area, standing, the answer), in the same statement.
+_VERIFY_ROW_WITH_MEMBER = (
+    select(MembershipCard.id, MembershipCard.status, MembershipCard.expires_on, Member)
+    .join(Member, Member.id == MembershipCard.member_id)
+    .options(joinedload(Member.unit))
+    .where(MembershipCard.card_number == bindparam("number"))
+)
 
 
 MAX_SCAN_CHARS = 2048  # far more than any QR code on a card holds
@@ -578,39 +587,51 @@ def scanned_token(raw: Any) -> str:
     return code if found and "/" not in code else ""
 
 
-def verify_token(token: str, *, today: date | None = None) -> Verification:
-    """What a scanned code is worth: signature first, then the register. Never raises on bad input."""
+def verify_token(token: str, *, today: date | None = None, with_member: bool = False) -> Verification:
+    """What a scanned code is worth: signature first, then the register. Never raises on bad input.
+
+    ``with_member`` loads the card's member (with the unit) in the same query, for callers that
+    need the person too (the door check-in); otherwise ``Verification.member`` loads on first use.
+    """
     try:
         credential = decode_token(token)
     except InvalidToken as exc:
         return Verification("invalid", None, None, str(exc))
     number = credential.card_number
-    # A Core query on the session's connection: the ORM's per-query overhead would be
-    # most of the verification's time (see bench/cards.py). It sees the session's
-    # pending changes once flushed, like any query.
-    db.session.flush()
-    row = db.session.connection().execute(_VERIFY_ROW, {"number": number}).first()
-    if row is None:
+    member = None
+    if with_member:
+        found = db.session.execute(_VERIFY_ROW_WITH_MEMBER, {"number": number}).first()
+        if found is not None:
+            card_id, stored, expires, member = found
+            member_id, deleted_at = member.id, member.deleted_at
+    else:
+        # A Core query on the session's connection: the ORM's per-query overhead would be
+        # most of the verification's time (see bench/cards.py). It sees the session's
+        # pending changes once flushed, like any query.
+        db.session.flush()
+        found = db.session.connection().execute(_VERIFY_ROW, {"number": number}).first()
+        if found is not None:
+            card_id, member_id, stored, expires, deleted_at = found
+    if found is None:
         return Verification("unknown", None, None, f"Card {number} is not in the membership register.",
                             number, credential.expires_on)
-    card_id, member_id, stored, expires, deleted_at = row
     status = stored
     if stored == "active" and expires is not None and expires < (today or date.today()):
         status = "expired"
     if deleted_at is not None:
         status = "revoked"
-    found = {"card_id": card_id, "member_id": member_id}
+    ids = {"card_id": card_id, "member_id": member_id}
     if status == "active":
         message = (f"Card {number} is valid until {expires.isoformat()}." if expires
                    else f"Card {number} is a valid lifetime card.")
-        return Verification("valid", None, None, message, number, expires, **found)
+        return Verification("valid", None, member, message, number, expires, **ids)
     if status == "expired":
         message = f"Card {number} expired on {expires.isoformat()}." if expires else f"Card {number} has expired."
     elif status == "suspended":
         message = f"Card {number} is suspended."
     else:
         message = f"Card {number} has been revoked."
-    return Verification(status, None, None, message, number, expires, **found)
+    return Verification(status, None, member, message, number, expires, **ids)
 
 
 def verification_url(card: MembershipCard, base_url: str | None = None) -> str:

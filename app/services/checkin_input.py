@@ -54,6 +54,8 @@ def parse_checkin(data: Any, *, form: bool = False) -> dict[str, Any]:
                            details={"unknown": unknown})
     token, gate, nonce = _text(data, "token"), _text(data, "gate"), _text(data, "nonce")
     member_id = data.get("member_id")
+    if type(member_id) is float and member_id.is_integer():
+        member_id = int(member_id)  # JSON Schema's integer: 4.0 is the id 4
     if member_id is not None:
         if isinstance(member_id, bool) or not isinstance(member_id, (int, str) if form else int):
             raise ServiceError("'member_id' must be an id (a positive integer).", field="member_id", status=400,

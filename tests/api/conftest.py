@@ -4,7 +4,8 @@ Each test runs inside one rolled-back outer transaction (tests/conftest.py),
 and the app shares the test's session. The API rolls that session back when a
 request fails, which would also undo test data not yet committed; so the
 client commits pending setup before every request, just as a real caller
-only ever sees data that is already in the database.
+only ever sees data that is already in the database. It also holds every
+answer to the OpenAPI document (``tests/api/contract.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from app.extensions import db
+from tests.api.contract import check
 from tests.conftest import PASSWORD
 
 API = "/api/v1"
@@ -37,7 +39,9 @@ class ApiClient:
         headers = dict(headers or {})
         if self.token is not None:
             headers.setdefault("Authorization", f"Bearer {self.token}")
-        return self.client.open(API + path, method=method, headers=headers, **kwargs)
+        response = self.client.open(API + path, method=method, headers=headers, **kwargs)
+        check(self.client, method, path, response)  # every answer must be one the OpenAPI document describes
+        return response
 
     def get(self, path: str, **kwargs: Any):
         return self.request("GET", path, **kwargs)

@@ -307,9 +307,12 @@ def test_stitcher_reads_any_pdf_not_only_the_shape_reportlab_writes():
 
 
 def test_printed_qr_code_is_level_m_and_decodes():
-    """The modules drawn on a card are a level-M code of the URL, dark modules as 1, no quiet zone."""
+    """The modules drawn on a card are a level-M code of the URL with the one print mask, dark as 1."""
     url = "https://members.example.org/verify/" + "Ab-_9" * 21
     matrix = qr.qr_matrix(url)
+    masked = [memoryview(qr.qr_code(url, mask).to_image(add_quiet_zones=False)).tobytes() for mask in range(8)]
+    assert len(set(masked)) == 8  # the library honours the mask asked for (unknown options it ignores)
+    assert b"".join(matrix) == masked[qr.PRINT_MASK].translate(bytes.maketrans(b"\x00\xff", b"\x01\x00"))
     n = len(matrix)
     assert all(len(row) == n for row in matrix) and set(b"".join(matrix)) == {0, 1}
     assert matrix[0][:7] == b"\x01" * 7  # the top-left finder pattern starts at the corner

@@ -1,10 +1,12 @@
 """The card's QR code: its modules drawn into a PDF, or the code alone as PNG / SVG for the API.
 
 The code holds the card's verification URL (``services.cards.verification_url``)
-at error correction level M, made by zxing-cpp's writer (``create_barcode``,
-the C++ library the tests already read codes with). It is measured against
-the pure-Python encoders in docs/cards.md ("Speed and memory"): 10,000 codes
-are a print run, and segno or qrcode would be most of its time.
+at error correction level M, made by zxing-cpp's writer (``create_barcode``;
+the tests read the codes back with the same library). Printed codes use one
+fixed data mask: any of the eight is valid, and scoring all eight to choose
+the "best" is most of an encoder's time -- 10,000 codes are one print run
+(figures in docs/cards.md, "Library or home-made"). Codes shown alone (PNG,
+SVG) let the library choose.
 """
 
 from __future__ import annotations
@@ -21,18 +23,20 @@ from app.models import MembershipCard
 from app.services.cards import verification_url
 
 EC_LEVEL = "M"
+PRINT_MASK = 0
 _DARK = bytes.maketrans(b"\x00\xff", b"\x01\x00")  # zxing-cpp's image: 0 is a dark module, 255 a light one
 _RUN = re.compile(rb"\x01+")
 
 
-def qr_code(data: str) -> zxingcpp.Barcode:
-    """``data`` as a QR code at level M."""
-    return zxingcpp.create_barcode(data, zxingcpp.BarcodeFormat.QRCode, ec_level=EC_LEVEL)
+def qr_code(data: str, mask: int | None = None) -> zxingcpp.Barcode:
+    """``data`` as a QR code at level M, with data mask ``mask`` (0-7), or the library's choice."""
+    options = {} if mask is None else {"data_mask": mask}
+    return zxingcpp.create_barcode(data, zxingcpp.BarcodeFormat.QRCode, ec_level=EC_LEVEL, **options)
 
 
 def qr_matrix(data: str) -> list[bytes]:
     """The printed code's modules, row by row from the top, without quiet zone: 1 dark, 0 light."""
-    image = qr_code(data).to_image(add_quiet_zones=False)
+    image = qr_code(data, PRINT_MASK).to_image(add_quiet_zones=False)
     height, width = image.shape
     modules = memoryview(image).tobytes().translate(_DARK)
     return [modules[row * width:(row + 1) * width] for row in range(height)]

@@ -194,18 +194,13 @@ def _member_from_token(event: Event, token: str) -> tuple[Member | None, Outcome
     if not token:
         return None, Outcome("rejected", "invalid_token")
     try:
-        verification = cards.verify_token(token)
+        # The member and its unit come in the card's query: the area check and the answer need them.
+        verification = cards.verify_token(token, with_member=True)
     except Exception:  # the contract says it never raises; a bug there must not stop the door
         current_app.logger.exception("verify_token raised")
         return None, Outcome("rejected", "invalid_token")
     status = verification.status
-    # The verdict loads its member lazily by id; fetching the member with its unit first (one
-    # query) lets that load come from the session, and the area check needs the unit anyway.
-    prefetched = None
-    if verification.member_id is not None:
-        prefetched = _member_with_unit(verification.member_id)  # held: the session maps it weakly
     member = verification.member
-    del prefetched
     if status == "valid" and member is not None:
         return member, None
     if status in ("expired", "suspended", "revoked"):
