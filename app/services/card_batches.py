@@ -49,7 +49,7 @@ def start_batch(actor, *, mode: str, card_type: str = "standard", member_ids: li
     """The batch as a queued job (flushed); the caller commits, then hands it to ``jobs.submit``."""
     if mode not in MODES:
         raise ServiceError(f"Unknown batch mode '{mode}'.", field="mode")
-    cards._check_type(card_type)
+    cards.check_card_type(card_type)
     permission = "cards.read" if mode == "print" else "cards.create"
     if member_ids is None:
         if unit is None:
@@ -136,7 +136,7 @@ def run_batch(ctx: jobs.JobContext) -> dict:
                         cards.renew_card(actor, card, "Batch renewal")
                         card_ids.append(card.id)
                     else:
-                        cards._check_member_active(member, "issuing a card")
+                        cards.check_member_active(member, "issuing a card")
                         to_issue.append(member)
             except ServiceError as exc:
                 problems.append([member.membership_number, member.full_name, exc.message])

@@ -150,7 +150,7 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
-def _check_type(card_type: str) -> str:
+def check_card_type(card_type: str) -> str:
     card_type = (card_type or "standard").strip().lower()
     if card_type not in CARD_TYPES:
         raise ServiceError(f"Unknown card type '{card_type}'. Use one of: {', '.join(CARD_TYPES)}.",
@@ -166,7 +166,7 @@ def _check_scope(actor, obj: Member | MembershipCard, permission: str) -> None:
     authorize(actor, permission, obj, message="You may not issue or change cards here.")
 
 
-def _check_member_active(member: Member, doing: str) -> None:
+def check_member_active(member: Member, doing: str) -> None:
     if member.is_deleted:
         raise ServiceError(f"{member.full_name} has been deleted; restore them before {doing}.",
                            field="member_id", status=409)
@@ -237,12 +237,12 @@ def issue_card(actor, member: Member, card_type: str = "standard", *, reason: st
 def issue_cards(actor, members: Iterable[Member], card_type: str = "standard", *,
                 reason: str = "") -> list[MembershipCard]:
     """New cards for several members at once (numbers allocated in one block)."""
-    card_type = _check_type(card_type)
+    card_type = check_card_type(card_type)
     members = list(members)
     today = date.today()
     for member in members:
         _check_scope(actor, member, "cards.create")
-        _check_member_active(member, "issuing a card")
+        check_member_active(member, "issuing a card")
         _retire_expired_current(actor, member, today)
     numbers = next_card_numbers(today.year, len(members)) if members else []
     months = card_months(card_type)
@@ -272,7 +272,7 @@ def renew_card(actor, card: MembershipCard, reason: str = "", *, today: date | N
     if status not in ("active", "expired"):
         raise ServiceError(f"{card.card_number} is {status}: only active or expired cards can be renewed.",
                            field="status", status=409)
-    _check_member_active(member, "renewing the card")
+    check_member_active(member, "renewing the card")
     months = card_months(card.card_type)
     assert months is not None
     base = max(today, card.expires_on) if card.expires_on else today
@@ -310,7 +310,7 @@ def reactivate_card(actor, card: MembershipCard, reason: str) -> MembershipCard:
     """Put a suspended card back in use; its member must be active."""
     _check_scope(actor, card, "cards.update")
     if card.status == "suspended":
-        _check_member_active(card.member, "reactivating the card")
+        check_member_active(card.member, "reactivating the card")
     return _transition(actor, card, "reactivated", ("suspended",), "active", _reason(reason, True, "reactivate"))
 
 
@@ -331,7 +331,7 @@ def reissue_card(actor, card: MembershipCard, reason: str) -> MembershipCard:
         hint = " Renew it first." if status == "expired" else ""
         raise ServiceError(f"Card {card.card_number} is {status}: only an active card can be reissued.{hint}",
                            field="status", status=409)
-    _check_member_active(member, "reissuing the card")
+    check_member_active(member, "reissuing the card")
     card.status = "revoked"
     db.session.flush()  # frees the member's "one current card" slot before the new card goes in
     number = next_card_numbers(date.today().year)[0]
