@@ -5,17 +5,18 @@ nothing more: the card's status, number and expiry, the holder's first name
 and last initial, and their photo (inline, so there is no public photo URL);
 no name and no photo for a revoked card or a deleted member's card.
 It is rate limited per IP (``CARD_VERIFY_RATE_LIMIT``), never cached, and
-asks search engines not to index it.
+asks search engines not to index it. It ignores the session: a signed-in
+staff member who scans a card sees exactly what a stranger sees.
 """
 
 from __future__ import annotations
 
 import base64
 
-from flask import Blueprint, current_app, make_response, render_template
+from flask import Blueprint, current_app, g, make_response, render_template
 from sqlalchemy import select
 
-from app.extensions import db, limiter
+from app.extensions import db, limiter, login_manager
 from app.models import MemberPhoto
 from app.services.cards import scanned_token, verify_token
 
@@ -59,6 +60,7 @@ def page(token: str):
         if row is not None and row.content:
             photo = f"data:{row.content_type or 'image/jpeg'};base64,{base64.b64encode(row.content).decode()}"
     colour, label = STATUS_STYLE[result.status]
+    g._login_user = login_manager.anonymous_user()  # Flask-Login's per-request user: the page renders as for anyone
     html = render_template("cards/verify.html", result=result, colour=colour, label=label, holder=holder, photo=photo)
     db.session.rollback()  # read-only: nothing to keep
     response = make_response(html)

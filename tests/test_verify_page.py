@@ -11,6 +11,7 @@ from PIL import Image
 from app.extensions import db, limiter
 from app.services import cards
 from app.services import members as member_service
+from tests.conftest import login
 
 
 @pytest.fixture()
@@ -44,9 +45,17 @@ def test_valid_card_page_shows_only_what_a_doorkeeper_needs(client, holder):
     assert "noindex" in response.headers["X-Robots-Tag"]
 
 
-def test_needs_no_login_and_ignores_the_session(client, holder, staff):
+def test_needs_no_login_and_ignores_the_session(app, client, holder, staff):
+    """A signed-in admin who scans a card sees the stranger's page: no more data, no console links."""
     card = cards.issue_card(None, holder)
-    assert _page(client, cards.card_token(card)).status_code == 200
+    token = cards.card_token(card)
+    anonymous = _page(app.test_client(), token)
+    assert login(client, "admin@test.org").status_code == 302
+    assert "admin@test.org" in client.get("/").get_data(as_text=True)  # the session really is signed in
+    signed_in = client.get(f"/verify/{token}")
+    assert signed_in.status_code == anonymous.status_code == 200
+    assert signed_in.get_data(as_text=True) == anonymous.get_data(as_text=True)
+    assert "Set-Cookie" not in signed_in.headers  # nor does the page touch the session
 
 
 @pytest.mark.parametrize("change,status,label", [
