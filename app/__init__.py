@@ -29,7 +29,7 @@ def create_app(config: object | None = None) -> Flask:
 
 def init_extensions(app: Flask) -> None:
     from app import models  # noqa: F401  (registers every table with the metadata)
-    from app.database import tune_sqlite
+    from app.database import ping_idle_connections, tune_sqlite
     from app.extensions import csrf, db, limiter, migrate
     from app.security import init_security
 
@@ -40,6 +40,7 @@ def init_extensions(app: Flask) -> None:
     init_security(app)
     with app.app_context():
         tune_sqlite(db.engine)
+        ping_idle_connections(db.engine)
 
 
 def init_blueprints(app: Flask) -> None:

@@ -69,7 +69,9 @@ class Config:
     def __init__(self) -> None:
         self.SECRET_KEY = _persistent_secret_key()
         self.SQLALCHEMY_DATABASE_URI = _database_url()
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        # Not pool_pre_ping (a round trip per request): idle connections are pinged instead
+        # (app.database.ping_idle_connections).
+        self.SQLALCHEMY_ENGINE_OPTIONS: dict = {}
         self.ORG_NAME = os.environ.get("MUSTER_ORG_NAME", "Muster Demo Movement")
         # Names of the geography levels, from the root down.
         self.UNIT_LEVELS = [

@@ -32,13 +32,14 @@ with SQLite's INDEXED BY).
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from flask import has_request_context, request
 from sqlalchemy import ARRAY, Engine, any_, bindparam, event, select, text, union_all, update
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -108,6 +109,40 @@ def tune_sqlite(engine: Engine) -> None:
     def on_begin(conn):
         writing = conn.get_execution_options().get(WRITE_LOCK) or request_writes()
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+# A pooled connection idle for longer than this is pinged before use (a server restart, or a
+# firewall's idle timeout, may have closed it); one in steady use is not.
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def ping_idle_connections(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> None:
+    """SQLAlchemy's pre-ping, only for connections that sat idle in the pool.
+
+    ``pool_pre_ping`` costs a round trip on every checkout, that is on every
+    request: a tenth of the door's check-in. A connection handed back moments
+    ago is as alive as the server; one idle for longer is pinged first, and a
+    dead one is replaced before the request sees it (``DisconnectionError``
+    in a checkout makes the pool retry with a new connection). A restart while
+    connections are in steady use fails the first request on each of them,
+    after which SQLAlchemy invalidates the whole pool. SQLite files need no ping.
+    """
+    if engine.dialect.name == "sqlite":
+        return
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_connection, record):
+        record.info["muster_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection, record, _proxy):
+        since = record.info.get("muster_idle_since")  # None for a new connection: alive
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError() from exc
 
 
 # --- what SQLite and PostgreSQL do differently, behind plain names ----------------------

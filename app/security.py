@@ -70,15 +70,32 @@ class Grant:
     self_service: bool = False
 
 
-# Every request of a logged-in user runs this; built once.
-_GRANTS = (
-    select(RoleAssignment.id, RoleAssignment.expires_at, Unit.path, Role.name, Permission.resource, Permission.action)
-    .join(Role, Role.id == RoleAssignment.role_id)
-    .outerjoin(Unit, Unit.id == RoleAssignment.unit_id)
-    .outerjoin(role_permissions, role_permissions.c.role_id == Role.id)
-    .outerjoin(Permission, Permission.id == role_permissions.c.permission_id)
-    .where(RoleAssignment.user_id == bindparam("user_id"))
+# What one user's grants are read from: a row per permission of each role assignment.
+GRANT_COLUMNS = (
+    RoleAssignment.id.label("assignment_id"), RoleAssignment.expires_at.label("assignment_expires_at"),
+    Unit.path.label("unit_path"), Role.name.label("role_name"), Permission.resource, Permission.action,
 )
+
+
+def with_grants(stmt: Select, user_id: Any) -> Select:
+    """``stmt`` with the grant columns of the user ``user_id`` (a column) names: one row per permission.
+
+    Outer joins, so a user without roles still gives one row (grant columns
+    NULL). The API's token lookup reads the user and their grants so, in one
+    statement, and hands the rows to ``remember_grants``.
+    """
+    return (
+        stmt.add_columns(*GRANT_COLUMNS)
+        .outerjoin(RoleAssignment, RoleAssignment.user_id == user_id)
+        .outerjoin(Role, Role.id == RoleAssignment.role_id)
+        .outerjoin(Unit, Unit.id == RoleAssignment.unit_id)
+        .outerjoin(role_permissions, role_permissions.c.role_id == Role.id)
+        .outerjoin(Permission, Permission.id == role_permissions.c.permission_id)
+    )
+
+
+# Every request of a logged-in user runs this; built once.
+_GRANTS = with_grants(select(User.id), User.id).where(User.id == bindparam("user_id"))
 
 
 def _name(resource: str, action: str) -> str:
@@ -92,25 +109,30 @@ def grants_for(user: Any) -> list[Grant]:
     cache = g.setdefault("_muster_grants", {}) if has_request_context() else {}
     if user.id in cache:
         return cache[user.id]
-    now = utcnow()
     # Core on the session's connection (after a flush, so pending assignments count): the ORM's
     # per-query work was a third of this query's cost, and every API request runs it.
     db.session.flush()
-    rows = db.session.connection().execute(_GRANTS, {"user_id": user.id}).all()
-    live = [row for row in rows if row.expires_at is None or row.expires_at > now]
+    return remember_grants(user, db.session.connection().execute(_GRANTS, {"user_id": user.id}).all())
+
+
+def remember_grants(user: Any, rows: list[Any]) -> list[Grant]:
+    """The user's live grants from rows carrying ``GRANT_COLUMNS``; kept for the rest of the request."""
+    now = utcnow()
+    live = [row for row in rows if row.assignment_id is not None
+            and (row.assignment_expires_at is None or row.assignment_expires_at > now)]
     by_assignment: dict[int, set[str]] = {}
     for row in live:
         if row.resource is not None:
-            by_assignment.setdefault(row.id, set()).add(_name(row.resource, row.action))
+            by_assignment.setdefault(row.assignment_id, set()).add(_name(row.resource, row.action))
     grants = {
-        Grant(_name(row.resource, row.action), row.path, by_assignment[row.id] <= PORTAL_PERMISSIONS)
+        Grant(_name(row.resource, row.action), row.unit_path, by_assignment[row.assignment_id] <= PORTAL_PERMISSIONS)
         for row in live
         if row.resource is not None
     }
     result = sorted(grants, key=lambda gr: (gr.permission, gr.unit_path or "", gr.self_service))
-    cache[user.id] = result
     if has_request_context():
-        g.setdefault("_muster_roles", {})[user.id] = sorted({row.name for row in live})
+        g.setdefault("_muster_grants", {})[user.id] = result
+        g.setdefault("_muster_roles", {})[user.id] = sorted({row.role_name for row in live})
     return result
 
 

@@ -91,7 +91,8 @@ def run(scale: float) -> dict:
         statements = {"n": 0}
         with app.app_context():
             engine = db.engine
-        sa_event.listen(engine, "before_cursor_execute", lambda *a, **k: statements.__setitem__("n", statements["n"] + 1))
+        sa_event.listen(engine, "before_cursor_execute",
+                        lambda *a, **k: statements.__setitem__("n", statements["n"] + 1))
 
         os.environ["BENCH_DATABASE_URL"] = _url(DB_NAME)
         from bench import checkin_bare

@@ -41,6 +41,9 @@ from app.services.errors import ServiceError
 
 VERBS = {"cards.update": "change", "cards.create": "reissue"}
 MAX_REASON = 1000  # services.cards checks the same
+# A reason in the URL (DELETE /cards/{id}?reason=): short enough that even 4-byte characters, percent-encoded,
+# fit in the request line the server accepts (about 4 KB, else 414); a longer one goes in the body.
+MAX_QUERY_REASON = 300
 VERDICTS = ("valid", "expired", "suspended", "revoked", "unknown", "invalid")
 
 
@@ -49,6 +52,7 @@ VERDICTS = ("valid", "expired", "suspended", "revoked", "unknown", "invalid")
 CardNumber = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{1,8}-\d{4}-\d{6,9}-\d$"), Field(
     examples=["M-2026-000123-4"], description="PREFIX-YYYY-NNNNNN-C; C is the Luhn check digit over the digits.")]
 Reason = Text(MAX_REASON)
+RequiredReason = Text(MAX_REASON, min_length=1)
 
 
 class CardTransaction(Out):
@@ -113,7 +117,7 @@ class CardStatusChange(Body):
     status: Choice(CARD_STATUSES) = Field(description=(
         "suspended (from active), active (reactivates a suspended card) or revoked; any other change is "
         "a 409."))
-    reason: Reason = Field(description="Why (shown in the card's history).")
+    reason: RequiredReason = Field(description="Why (shown in the card's history).")
 
 
 class CardReason(Body):
@@ -121,7 +125,7 @@ class CardReason(Body):
 
 
 class CardReissue(Body):
-    reason: Reason = Field(description="Why the card is replaced (lost, damaged...).")
+    reason: RequiredReason = Field(description="Why the card is replaced (lost, damaged...).")
 
 
 class CardVerifyRequest(Body):
@@ -152,7 +156,8 @@ class CardListQuery(PageQuery):
 
 
 class RevokeQuery(Query):
-    reason: QueryText(MAX_REASON) = Field("", description="Why the card is revoked (or send {\"reason\"}).")
+    reason: QueryText(MAX_QUERY_REASON) = Field("", description=(
+        f"Why the card is revoked (or send {{\"reason\"}}, up to {MAX_REASON} characters)."))
 
 
 class QrQuery(Query):

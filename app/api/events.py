@@ -18,7 +18,7 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 from flask import url_for
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
@@ -87,7 +87,7 @@ class EventPage(Page):
     items: list[Event]
 
 
-Capacity = Annotated[Integer, Field(ge=1, le=event_service.MAX_CAPACITY, description=(
+Capacity = Annotated[Integer(ge=1, le=event_service.MAX_CAPACITY), Field(description=(
     "Empty: no limit. Registrations beyond it go on the waiting list."))]
 
 
@@ -125,13 +125,14 @@ class EventUpdate(Body):
     description: Text(10_000) | None = None
     event_type: Choice(EVENT_TYPES) = None
     start_at: DateTimeText = None
-    end_at: DateTimeText = None
+    end_at: DateTimeText = Field(None, description="After the start (the one sent, else the event's); 31 days at "
+                                                   "most.")
     location: Text(200) | None = None
     venue: Text(200) | None = None
-    unit_id: Id = None
+    unit_id: Id = Field(None, description="Moves the event; the new unit must be within your area.")
     capacity: Capacity | None = None
     registration_required: bool = None
-    registration_deadline: DateTimeText | None = None
+    registration_deadline: DateTimeText | None = Field(None, description="Before the start.")
     status: Choice(EVENT_STATUSES) = Field(None, description=(
         "draft, upcoming (publish) or cancelled; ongoing and completed follow the dates (sending back the "
         "event's current one changes nothing)."))
@@ -231,6 +232,11 @@ class AttendanceUpdate(Body):
 
 class CheckinRequest(Body):
     """Exactly one of token and member_id."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["token"], "properties": {"token": {"type": "string"}, "member_id": {"type": "null"}}},
+        {"required": ["member_id"], "properties": {"member_id": {"type": "integer"}, "token": {"type": "null"}}},
+    ]})
 
     token: str | None = Field(None, description=(
         "What the card's QR holds: the signed credential, or a verification URL ending in it."))

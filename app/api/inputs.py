@@ -29,6 +29,7 @@ from werkzeug.exceptions import BadRequest
 
 from app.api.context import MAX_ID
 from app.api.errors import ApiError
+from app.api.schema import NOT_BLANK
 from app.services.errors import ServiceError, ValidationErrors
 
 def json_object() -> dict[str, Any]:
@@ -163,6 +164,8 @@ def _rule_message(model: type[BaseModel], error: Any, field: str) -> str:
         return f"'{field}' must be at least {ctx['ge']}."
     if kind == "less_than_equal":
         return f"'{field}' must be at most {ctx['le']}."
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == NOT_BLANK:
+        return f"{item}'{field}' may not be empty."
     if kind == "string_pattern_mismatch":
         return f"'{field}' is not in the expected form ({schema.get('description') or ctx['pattern']})."
     return error["msg"].replace("{field}", field)

@@ -74,6 +74,7 @@ class MemberPage(Page):
 
 
 Name = Text(80, min_length=1)
+Email = Text(254, min_length=1)  # an address is 254 characters at most (RFC 5321); null clears it
 Tags = Annotated[list[Text(60)], Field(max_length=member_service.MAX_TAGS,
                                        description="Tag names; replaces the member's tags.")]
 
@@ -90,8 +91,8 @@ class MemberCreate(Body):
     date_of_birth: DateText | None = None
     national_id: str | None = Field(None, description="4-40 letters, digits, '/' or '-'; unique.")
     phone: str | None = Field(None, description="Any common spelling; stored as E.164. Unique.")
-    email: str | None = Field(None, json_schema_extra={"format": "email"},
-                              description="Unique (case-insensitive).")
+    email: Email | None = Field(None, json_schema_extra={"format": "email"},
+                                description="Unique (case-insensitive).")
     address: Text(500) | None = None
     unit_id: Id = Field(description="The member's unit (usually a ward); must be within your area.")
     joined_on: DateText | None = Field(None, description="Defaults to today.")
@@ -113,8 +114,8 @@ class MemberUpdate(Body):
     date_of_birth: DateText | None = None
     national_id: str | None = Field(None, description="4-40 letters, digits, '/' or '-'; unique.")
     phone: str | None = Field(None, description="Any common spelling; stored as E.164. Unique.")
-    email: str | None = Field(None, json_schema_extra={"format": "email"},
-                              description="Unique (case-insensitive).")
+    email: Email | None = Field(None, json_schema_extra={"format": "email"},
+                                description="Unique (case-insensitive).")
     address: Text(500) | None = None
     unit_id: Id = Field(None, description="Moves the member; the new unit must be within your area.")
     joined_on: DateText | None = None

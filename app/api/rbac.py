@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from flask import url_for
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from app import models
 from app.api.context import actor, bp
 from app.api.errors import ApiError
-from app.api.schema import Body, Count, DateTimeIn, Id, Out, OutId, Text, Timestamp, UnitRef, UserRef
+from app.api.schema import Body, Choice, Count, DateTimeIn, Id, Out, OutId, Text, Timestamp, UnitRef, UserRef
 from app.api.spec import operation
 from app.extensions import db
 from app.security import can, load_for
@@ -60,7 +60,11 @@ class RoleList(Out):
     items: list[Role]
 
 
-PermissionNames = Annotated[list[str], Field(description="Permission names, e.g. members.read (see /permissions).")]
+# The catalogue is the code's: the permissions the database holds are made from it (rbac.ensure_catalogue).
+PERMISSION_NAMES = ("*", *(f"{resource}.{action}" for resource, actions in rbac_service.CATALOGUE.items()
+                           for action in actions))
+PermissionNames = Annotated[list[Choice(PERMISSION_NAMES, exact=True)], Field(
+    description="Permission names, e.g. members.read (see /permissions).")]
 Description = Text(200)
 
 
@@ -85,7 +89,7 @@ class RolePermissions(Out):
 
 
 class RolePermissionsUpdate(Body):
-    messages = {"permissions": "Send the complete list of permissions."}
+    messages = {"permissions": "Send the complete list of permission names (see GET /permissions)."}
 
     permissions: PermissionNames
 
@@ -112,9 +116,15 @@ class RoleAssignmentList(Out):
 class RoleAssignmentCreate(Body):
     """Say which role: its name (role) or its id (role_id)."""
 
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["role"], "properties": {"role": {"type": "string", "minLength": 1}}},
+        {"required": ["role_id"], "properties": {"role_id": {"type": "integer"}}},
+    ]})
+
     role: str | None = Field(None, description="The role's name (or give role_id).")
     role_id: Id | None = None
-    unit_id: Id | None = Field(None, description="Where the role applies (its whole subtree); null for everywhere.")
+    unit_id: Id | None = Field(None, description=(
+        "Where the role applies (its whole subtree), within your users.update area; null for everywhere."))
     expires_at: DateTimeIn | None = None
 
 

@@ -21,13 +21,14 @@ document says is what the API does:
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timezone
 from typing import Annotated, Any, Callable, ClassVar, Literal
 
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema,
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema,
 )
-from pydantic_core import PydanticCustomError, PydanticUseDefault
+from pydantic_core import PydanticCustomError
 
 from app.api.context import MAX_ID
 from app.services.inputs import parse_int
@@ -73,34 +74,81 @@ def _choice_text(value: Any) -> Any:
     return value.strip().lower()
 
 
-# Constraints come before the validator, or pydantic documents them as "ge"/"le" instead of minimum/maximum.
-Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_integral)]
-Integer = Annotated[int, BeforeValidator(_integral)]
+def Integer(*, ge: int | None = None, le: int | None = None) -> Any:  # noqa: N802
+    """An integer between ``ge`` and ``le`` (4.0 is 4)."""
+    # Constraints come before the validator, or pydantic documents them as "ge"/"le" instead of minimum/maximum.
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_integral)]
+
+
+Id = Integer(ge=1, le=MAX_ID)
+
+# What no database column can store: NUL (inputs.py refuses it with a 400 before any schema runs; the document
+# says so with this pattern on every string the API reads, see spec.py). Unpaired surrogates are refused alike;
+# JSON Schema's patterns cannot name them.
+NO_NUL = r"^[^\x00]*$"
+# str.strip()'s whitespace, which the services trim (pydantic's strip keeps \x1c-\x1f).
+_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Some character the services do not trim away, and no NUL: a required text ("  " is empty).
+NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
 
 
 def _lowered(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _stripped(value: str) -> str:
+    return value.strip()
 
 
 def Text(max_length: int, *, min_length: int | None = None, pattern: str | None = None,
          lower: bool = False) -> Any:  # noqa: N802
-    """A string of at most ``max_length`` characters once stripped, as the services count them.
+    """A string of at most ``max_length`` characters as sent, handed on stripped as the services strip it.
 
-    ``lower``: read lower-cased before the ``pattern`` is checked (role names).
+    ``min_length`` (1): some text besides spaces (``NOT_BLANK``). The limits
+    apply to the value as sent, as the document's JSON Schema says. ``lower``:
+    read stripped and lower-cased before the limits and the ``pattern`` are
+    checked (role names: " Auditor " is auditor).
     """
-    text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=max_length, min_length=min_length,
-                                            pattern=pattern)]
+    if min_length and pattern is None:
+        pattern = NOT_BLANK
+    text = Annotated[str, StringConstraints(max_length=max_length, min_length=min_length, pattern=pattern),
+                     AfterValidator(_stripped)]
     return Annotated[text, BeforeValidator(_lowered)] if lower else text
 
 
-def Choice(values: tuple[str, ...] | list[str]) -> Any:  # noqa: N802
-    """One of ``values`` (documented as an enum; read case-insensitively)."""
-    return Annotated[Literal[tuple(values)], BeforeValidator(_choice_text)]  # type: ignore[valid-type]
+def _exact_text(value: Any) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+    return value
+
+
+def Choice(values: tuple[str, ...] | list[str], *, exact: bool = False) -> Any:  # noqa: N802
+    """One of ``values`` (documented as an enum; read case-insensitively unless ``exact``: permission names)."""
+    return Annotated[Literal[tuple(values)],  # type: ignore[valid-type]
+                     BeforeValidator(_exact_text if exact else _choice_text)]
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits: \d would take other scripts' too
+
+
+def _date_text(value: str) -> str:
+    """A date as JSON Schema's ``date`` format writes it (the service checks that it exists)."""
+    if not _ISO_DATE.fullmatch(value):
+        raise PydanticCustomError("date_format", "'{field}' must be a date like 2027-01-31.")
+    return value
+
+
+def _datetime_text(value: str) -> str:
+    """A date-time is not empty: "" is no time (null is how a client clears one)."""
+    if not value.strip():
+        raise PydanticCustomError(
+            "datetime_format", "'{field}' must be an ISO 8601 date-time like 2027-01-31T18:00:00Z.")
+    return value
 
 
 # Dates and times a service parses and checks itself (its messages, every field at once).
-DateText = Annotated[str, Field(json_schema_extra={"format": "date"})]
-DateTimeText = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+DateText = Annotated[str, AfterValidator(_date_text), Field(json_schema_extra={"format": "date"})]
+DateTimeText = Annotated[str, AfterValidator(_datetime_text), Field(json_schema_extra={"format": "date-time"})]
 
 
 def _utc_datetime(value: Any) -> Any:
@@ -109,10 +157,15 @@ def _utc_datetime(value: Any) -> Any:
         return value
     try:
         parsed = datetime.fromisoformat(value.strip())
-        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
-    except (ValueError, OverflowError):  # astimezone overflows at the edges of year 1 and 9999
+    except ValueError:
         raise PydanticCustomError(
             "datetime_format", "'{field}' must be an ISO 8601 date-time like 2027-01-31T18:00:00Z.") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC: before (or after) any time we hold
+        return (datetime.min if parsed.year == 1 else datetime.max).replace(tzinfo=timezone.utc)
 
 
 # A date-time the API layer reads itself (no service parses it); a datetime object in the model.
@@ -124,14 +177,17 @@ DateTimeIn = Annotated[datetime, WithJsonSchema({"type": "string", "format": "da
 
 
 class Query(BaseModel):
-    """Query parameters: text read by the validators below; unknown parameters are ignored."""
+    """Query parameters: text read by the validators below; unknown parameters are ignored.
+
+    A parameter sent must have a value of its type: ``?unit_id=`` or
+    ``?expires_to=`` is refused like any other malformed value (leave the
+    parameter out for its default). Free text (``?q=``) may be empty.
+    """
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
 def _query_int(value: Any) -> Any:
-    if isinstance(value, str) and not value.strip():
-        raise PydanticUseDefault()
     number = parse_int(value)  # ASCII digits only: int() would take "1_000" and other scripts' digits
     if number is None:
         raise PydanticCustomError("int_parsing", "The query parameter '{field}' must be an integer.")
@@ -156,7 +212,8 @@ def _query_text(value: Any) -> Any:
 
 
 def QueryText(max_length: int) -> Any:  # noqa: N802
-    return Annotated[str, StringConstraints(max_length=max_length), BeforeValidator(_query_text)]
+    """Text of at most ``max_length`` characters as sent, read stripped."""
+    return Annotated[str, StringConstraints(max_length=max_length), AfterValidator(_query_text)]
 
 
 def _words(value: Any) -> Any:
@@ -165,7 +222,7 @@ def _words(value: Any) -> Any:
         value = [value]
     if isinstance(value, list):
         return [word.strip().lower() for item in value if isinstance(item, str)
-                for word in _query_text(item).split(",") if word.strip()]
+                for word in _query_text(item).split(",")]  # an empty word is no choice (422)
     return value
 
 
@@ -176,27 +233,23 @@ def QueryList(values: tuple[str, ...] | list[str]) -> Any:  # noqa: N802
 
 
 def _lower(value: Any) -> Any:
-    if isinstance(value, str):
-        value = _query_text(value).lower()
-        if not value:
-            raise PydanticUseDefault()
-    return value
+    return _query_text(value).lower() if isinstance(value, str) else value
 
 
 def QueryChoice(values: tuple[str, ...] | list[str]) -> Any:  # noqa: N802
-    """One of ``values``, case-insensitive; empty means the default."""
+    """One of ``values``, case-insensitive."""
     return Annotated[Literal[tuple(values)], BeforeValidator(_lower)]  # type: ignore[valid-type]
 
 
 def _query_date(value: Any) -> Any:
     if isinstance(value, str):
         text = _query_text(value)
-        if not text:
-            raise PydanticUseDefault()
         try:
-            return date.fromisoformat(text[:20])
-        except ValueError:
-            raise PydanticCustomError("date_format", "'{field}' must be a date like 2027-01-31.") from None
+            if _ISO_DATE.fullmatch(text):  # YYYY-MM-DD, as the document's date format says
+                return date.fromisoformat(text)
+        except ValueError:  # February 30th
+            pass
+        raise PydanticCustomError("date_format", "'{field}' must be a date like 2027-01-31.")
     return value
 
 
@@ -204,8 +257,6 @@ QueryDate = Annotated[date, BeforeValidator(_query_date)]
 
 
 def _query_datetime(value: Any) -> Any:
-    if isinstance(value, str) and not value.strip():
-        raise PydanticUseDefault()
     return _utc_datetime(_query_text(value))
 
 

@@ -52,7 +52,7 @@ from spectree.utils import get_request_model_hints
 from app.api.context import API_PREFIX, MAX_ID, actor, bp
 from app.api.errors import ApiError
 from app.api.inputs import read_body, read_query, validate
-from app.api.schema import Error, Out
+from app.api.schema import NO_NUL, Error, Out
 from app.security import can, has_permission
 
 ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
@@ -79,11 +79,14 @@ ERRORS = {
     409: "A duplicate (details.field; details.existing_id when you may see it) or a state conflict such as "
          "deleting a system role.",
     413: "The request body is too large.",
+    414: "The URL is too long: the server in front of the API refuses a request line over about 4 KB "
+         "(gunicorn's limit) before the API reads it, so the answer is not JSON.",
     422: "A value broke a rule: details.field names the (first) field, details.fields maps every field at "
          "fault to its message.",
     429: "Rate limit exceeded; see the Retry-After header.",
 }
-ALWAYS = (405, 413)  # any URL may be sent another method or an oversized body
+NOT_JSON = frozenset({414})  # answered by the server in front of the app
+ALWAYS = (405, 413, 414)  # any URL may be sent another method, an oversized body or an overlong query
 
 
 class ResponseDrift(RuntimeError):
@@ -158,7 +161,8 @@ def operation(tag: str, *, responses: dict[int, tuple[Any, str]], errors: Iterab
         models = get_request_model_hints(view)
         codes = {*errors, *ALWAYS, *(() if public else (401,)), *((403,) if permission else ()),
                  *((422,) if models else ())}
-        declared: dict[str, Any] = {f"HTTP_{code}": (Error, ERRORS[code]) for code in codes}
+        declared: dict[str, Any] = {f"HTTP_{code}": (None if code in NOT_JSON else Error, ERRORS[code])
+                                    for code in codes}
         media: dict[str, Content] = {}
         for code, (model, description) in responses.items():
             if isinstance(model, Content):
@@ -245,6 +249,35 @@ def _complete(op: dict[str, Any], additions: dict[str, Any]) -> None:
         del op["parameters"]
 
 
+def _text_input(schema: Any) -> None:
+    """Say of every string the API reads that it may not hold NUL (``inputs.py`` refuses it with a 400).
+
+    Strings with a ``pattern`` or an ``enum`` say what they allow already.
+    """
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and not {"pattern", "enum", "const"} & set(schema):
+        schema["pattern"] = NO_NUL
+    for child in (*schema.get("properties", {}).values(), *schema.get("anyOf", []), *schema.get("oneOf", []),
+                  *schema.get("allOf", []), schema.get("items")):
+        _text_input(child)
+
+
+def _inputs(paths: dict[str, Any]) -> tuple[set[str], list[dict[str, Any]]]:
+    """The components request bodies use, and the schemas of query parameters."""
+    prefix = "#/components/schemas/"
+    bodies: set[str] = set()
+    parameters: list[dict[str, Any]] = []
+    for operations in paths.values():
+        for op in operations.values():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            ref = body.get("schema", {}).get("$ref")
+            if isinstance(ref, str) and ref.startswith(prefix):
+                bodies.add(ref[len(prefix):])
+            parameters.extend(p["schema"] for p in op.get("parameters", []) if p["in"] == "query")
+    return bodies, parameters
+
+
 def _referenced(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
     """The schemas the operations refer to, directly or through each other.
 
@@ -278,6 +311,9 @@ def build_document() -> dict[str, Any]:
             _complete(op, _ADDITIONS[op["operationId"]])
         paths[path[len(API_PREFIX):] or "/"] = operations
     schemas = _referenced(paths, generated["components"]["schemas"])
+    bodies, parameters = _inputs(paths)
+    for schema in [*(schemas[name] for name in bodies), *parameters]:
+        _text_input(schema)
     used = {name for operations in paths.values() for op in operations.values() for name in op.get("tags", [])}
     return {
         "openapi": "3.1.0",

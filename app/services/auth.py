@@ -29,6 +29,7 @@ from app.extensions import db
 from app.models import ApiToken, LoginFailure, User
 from app.models.base import utcnow
 from app.models.rbac import new_session_token
+from app.security import remember_grants, with_grants
 from app.services import audit
 from app.services.errors import ServiceError
 
@@ -164,25 +165,28 @@ def issue_token(user: User, name: str = "api") -> tuple[str, ApiToken]:
     return token, row
 
 
-# Every API request runs this; built once. Both rows in one join (one index probe each): the
-# ORM's eager-loading machinery (joinedload) cost more than the query itself on the door's path.
-_TOKEN = (
+# Every API request runs this; built once. The token, its user and the user's grants in one
+# statement (a row per permission): the door's check-in is two round trips shorter than with the
+# user eagerly loaded (joinedload) and the grants read apart.
+_TOKEN = with_grants(
     select(ApiToken, User).join(User, User.id == ApiToken.user_id)
-    .where(ApiToken.token_hash == bindparam("token_hash"))
+    .where(ApiToken.token_hash == bindparam("token_hash")),
+    User.id,
 )
 
 
 def user_for_token(token: str) -> tuple[User, ApiToken] | None:
-    """The active user behind a live token, or None."""
+    """The active user behind a live token, or None; the user's grants are known for the request."""
     if not token:
         return None
-    found = db.session.execute(_TOKEN, {"token_hash": _token_hash(token)}).first()
+    rows = db.session.execute(_TOKEN, {"token_hash": _token_hash(token)}).all()
     now = utcnow()
-    if found is None:
+    if not rows:
         return None
-    row, user = found
+    row, user = rows[0][:2]
     if row.revoked_at is not None or (row.expires_at and row.expires_at <= now) or not user.active:
         return None
+    remember_grants(user, rows)
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
         _note_use(row.id, now)
     return user, row
