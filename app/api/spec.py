@@ -152,7 +152,8 @@ def operation(tag: str, *, responses: dict[int, tuple[Any, str]], errors: Iterab
 
     ``responses``: status -> (model, ``Content`` or None, description).
     ``errors``: the error statuses it may answer besides those every operation
-    may (405, 413; 401 unless public; 403 with ``permission``; 422 with a model).
+    may (405, 413, 414; 401 unless public; 403 with ``permission``; 400 and 422 with a model: a body or a
+    query string can be malformed as well as break a rule).
     ``location``: its 201 carries a ``Location`` header.
     """
 
@@ -160,7 +161,7 @@ def operation(tag: str, *, responses: dict[int, tuple[Any, str]], errors: Iterab
         operation_id = f"{bp.name}.{view.__name__}"
         models = get_request_model_hints(view)
         codes = {*errors, *ALWAYS, *(() if public else (401,)), *((403,) if permission else ()),
-                 *((422,) if models else ())}
+                 *((400, 422) if models else ())}
         declared: dict[str, Any] = {f"HTTP_{code}": (None if code in NOT_JSON else Error, ERRORS[code])
                                     for code in codes}
         media: dict[str, Content] = {}

@@ -216,3 +216,13 @@ def test_every_date_time_the_document_allows_is_a_time(as_super):
     """Times at the edges of year 1 and 9999 fall outside Python's range in UTC: they filter as the edges."""
     assert as_super.get("/events?from=" + quote("0001-01-01T00:04:00+15:09")).status_code == 200
     assert as_super.get("/events?to=" + quote("9999-12-31T23:59:59-12:00")).status_code == 200
+
+
+def test_whatever_takes_input_documents_400_and_422(doc, as_admin, make_member, tree):
+    """A query string can be malformed (a NUL, letters for a number) as much as a body: 400, besides 422."""
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if "requestBody" in op or any(p["in"] == "query" for p in op.get("parameters", [])):
+                assert {"400", "422"} <= set(op["responses"]), (method, path)
+    card = card_service.issue_card(None, make_member(tree["w1"]))
+    assert_error(as_admin.get(f"/cards/{card.id}/qr?format=sv%00g"), 400, "format")
