@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from app.database import take_write_lock
 from app.extensions import db
 from app.models import Member, MembershipCard
 from app.services import cards
@@ -35,17 +36,10 @@ def _issuers(app, groups: list[list[int]], one_by_one: bool = True):
             try:
                 barrier.wait(timeout=30)
                 for member_id in member_ids:
-                    for attempt in range(20):
-                        try:
-                            member = db.session.get(Member, member_id)
-                            cards.issue_card(None, member)
-                            db.session.commit()
-                            break
-                        except OperationalError:  # SQLite: "database is locked" on a read->write upgrade
-                            db.session.rollback()
-                            if db.engine.dialect.name != "sqlite" or attempt == 19:
-                                raise
-                            time.sleep(random.uniform(0.005, 0.05))
+                    take_write_lock()  # as jobs do: on SQLite the transaction waits for the write lock up front
+                    member = db.session.get(Member, member_id)
+                    cards.issue_card(None, member)
+                    db.session.commit()
             except BaseException as exc:  # reported to the main thread
                 db.session.rollback()
                 errors.append(exc)
