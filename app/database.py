@@ -23,8 +23,8 @@ does the same thing there (a short transaction of its own), so callers never
 ask which database is in use.
 
 The other differences live here too, behind plain names that business code
-calls: ``lock_row`` (a row lock, or SQLite's write lock), ``insert_ignore`` and
-``insert_on_conflict`` (each dialect's ON CONFLICT), ``in_values`` (an array
+calls: ``lock_row`` (a row lock, or SQLite's write lock), ``insert_ignore``,
+``update_then_insert_ignore`` and ``insert_on_conflict`` (each dialect's ON CONFLICT), ``in_values`` (an array
 parameter on PostgreSQL), ``take_write_lock`` (SQLite's lock for a job's next
 transaction) and ``newest_ids_page`` (the paging plan each database runs best,
 with SQLite's INDEXED BY).
@@ -219,6 +219,45 @@ def insert_ignore(model: type, values: dict[str, Any]) -> int | None:
     # bulk-insert machinery and statement construction cost more than the round trip itself.
     db.session.flush()
     return db.session.connection().execute(stmt, values).scalar()
+
+
+_UPDATE_THEN_INSERT: dict[tuple[int, str], Any] = {}
+
+
+def update_then_insert_ignore(update_stmt: Any, params: dict[str, Any], model: type,
+                              values: dict[str, Any]) -> tuple[Any, int | None]:
+    """``update_stmt`` (an UPDATE ... RETURNING), then, if it matched a row, ``insert_ignore(model, values)``.
+
+    Returns the UPDATE's row (None: it matched nothing, and nothing was
+    inserted) and the new row's id (None when it already existed). On
+    PostgreSQL both run as one statement, a data-modifying WITH: the UPDATE
+    (and its row lock) first, then INSERT ... ON CONFLICT DO NOTHING, the same
+    guarantees as two statements in one round trip (the door's check-in).
+    SQLite runs the two statements. ``update_stmt`` must be built once (the
+    combined statement is kept per UPDATE).
+    """
+    db.session.flush()
+    connection = db.session.connection()
+    if _dialect() != "postgresql":
+        row = connection.execute(update_stmt, params).first()
+        return (row, insert_ignore(model, values)) if row is not None else (None, None)
+    table = model.__table__
+    key = (id(update_stmt), table.name)
+    stmt = _UPDATE_THEN_INSERT.get(key)
+    if stmt is None:
+        from sqlalchemy.dialects.postgresql import insert
+
+        matched = update_stmt.cte("matched")
+        names = sorted(values)
+        rows = select(*[bindparam(f"new_{name}", type_=table.c[name].type) for name in names]).select_from(matched)
+        inserted = (insert(table).from_select(names, rows).on_conflict_do_nothing()
+                    .returning(table.c.id).cte("inserted"))
+        stmt = _UPDATE_THEN_INSERT[key] = select(
+            *matched.c, select(inserted.c.id).scalar_subquery().label("inserted_id"))
+    found = connection.execute(stmt, {**params, **{f"new_{name}": value for name, value in values.items()}}).first()
+    if found is None:
+        return None, None
+    return found, found.inserted_id
 
 
 def in_values(column, values: list) -> ColumnElement[bool]:

@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.orm import joinedload
 
-from app.database import insert_ignore, lock_row
+from app.database import insert_ignore, lock_row, update_then_insert_ignore
 from app.extensions import db
 from app.models import Event, EventCheckin, EventCheckinNonce, EventRegistration, Member
 from app.models.base import utcnow
@@ -314,9 +314,12 @@ _REG = EventRegistration.__table__.c
 _FIRST = _REG.checked_in_at.is_(None)
 # Built once (this is the door's hot path): mark a registered member attended, keeping the first
 # check-in's time, gate and user; RETURNING those. Matches nothing for members holding no place.
+# The statuses as OR-ed equalities: an IN list is an "expanding" parameter that SQLAlchemy
+# renders again on every execution.
 _ATTEND_REGISTERED = (
     update(EventRegistration.__table__)
-    .where(_REG.event_id == bindparam("event"), _REG.member_id == bindparam("member"), _REG.status.in_(HOLDING))
+    .where(_REG.event_id == bindparam("event"), _REG.member_id == bindparam("member"),
+           or_(*[_REG.status == status for status in HOLDING]))
     .values(status="attended",
             checked_in_at=func.coalesce(_REG.checked_in_at, bindparam("now", type_=_REG.checked_in_at.type)),
             checkin_gate=case((_FIRST, bindparam("gate", type_=_REG.checkin_gate.type)), else_=_REG.checkin_gate),
@@ -334,29 +337,28 @@ _STORE_ANSWER = (
 
 def _admit_registered(actor, event: Event, member: Member, gate: str | None, method: str,
                       now: datetime) -> Outcome | None:
-    """The usual case at the door, in two statements: a registered (or already attended) member.
+    """The usual case at the door, in two statements (one round trip on PostgreSQL): a registered member.
 
     The UPDATE marks the registration attended, keeping the first check-in's
     time, gate and user, and row-locks it, so concurrent scans of one member
     queue here; the INSERT of the slot's check-in then decides admitted or
-    already checked in. None when the member holds no place (not registered,
-    waitlisted, cancelled): the caller's slower path handles walk-ins and refusals.
+    already checked in (``database.update_then_insert_ignore``). None when the
+    member holds no place (not registered, waitlisted, cancelled): the
+    caller's slower path handles walk-ins and refusals.
     """
     actor_id = getattr(actor, "id", None)
-    db.session.flush()
-    row = db.session.connection().execute(_ATTEND_REGISTERED, {
+    slot = slot_for(event, now)
+    row, inserted = update_then_insert_ignore(_ATTEND_REGISTERED, {
         "event": event.id, "member": member.id, "now": now, "gate": gate, "actor": actor_id,
-    }).first()
+    }, EventCheckin, {
+        "event_id": event.id, "member_id": member.id, "slot": slot, "at": now, "gate": gate, "by_id": actor_id,
+        "method": method,
+    })
     if row is None:
         return None
     for obj in list(db.session.identity_map.values()):  # a copy loaded earlier in this session is stale
         if isinstance(obj, EventRegistration) and obj.event_id == event.id and obj.member_id == member.id:
             db.session.expire(obj)
-    slot = slot_for(event, now)
-    inserted = insert_ignore(EventCheckin, {
-        "event_id": event.id, "member_id": member.id, "slot": slot, "at": now, "gate": gate, "by_id": actor_id,
-        "method": method,
-    })
     if inserted is not None:
         return Outcome("admitted", None, "Admitted.", member=member, first_at=row.checked_in_at,
                        first_gate=row.checkin_gate, at=now, registration_status="attended")
