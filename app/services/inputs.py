@@ -53,6 +53,20 @@ def parse_id(value: Any) -> int | None:
     return parse_int(value, 1, MAX_ID)
 
 
+def unit_id_value(value: Any, missing: str) -> int:
+    """The unit a form or body names (a Unit or its id), or a message on the ``unit_id`` field."""
+    from app.services.errors import ServiceError
+
+    if hasattr(value, "path") and hasattr(value, "id"):  # a Unit already
+        return value.id
+    if value in (None, ""):
+        raise ServiceError(missing, field="unit_id")
+    pk = parse_id(value)
+    if pk is None:
+        raise ServiceError("The unit must be given by its id.", field="unit_id")
+    return pk
+
+
 def parse_page(value: Any, first: int = 0) -> int | None:
     """A page number counted from ``first`` (Flask-Admin: 0, the API: 1), or None."""
     return parse_int(value, first, MAX_PAGE)

@@ -20,12 +20,21 @@ from sqlalchemy import func, select
 
 from app.database import newest_ids_page
 from app.extensions import db
-from app.models import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag, Unit
+from app.models import (
+    GENDERS,
+    MEMBER_STATUSES,
+    Member,
+    MemberPhoto,
+    MemberStatusChange,
+    Tag,
+    Unit,
+)
 from app.models.base import fold, utcnow
 from app.security import authorize, can, unit_choice
 from app.services import audit
 from app.services.counters import allocate
 from app.services.errors import DuplicateError, ServiceError
+from app.services.inputs import unit_id_value
 from app.services.validation import FieldErrors
 
 # Allowed status changes. Deceased is final; expelled members may only re-apply (pending).
@@ -169,14 +178,7 @@ def clean(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
 
 
 def _unit_id(unit_id: Any) -> int:
-    if isinstance(unit_id, Unit):
-        return unit_id.id
-    if unit_id in (None, ""):
-        raise ServiceError("Choose the member's unit (usually a ward).", field="unit_id")
-    try:
-        return int(unit_id)
-    except (TypeError, ValueError):
-        raise ServiceError("The unit must be given by its id.", field="unit_id") from None
+    return unit_id_value(unit_id, "Choose the member's unit (usually a ward).")
 
 
 def _tag_names(tags: Any) -> list[str]:
@@ -343,7 +345,9 @@ def change_status(actor, member: Member, new_status: str, reason: str) -> Member
     db.session.flush()
     audit.record(actor, "member.status", member, summary=f"{member.full_name}: {old} -> {new_status} ({reason})",
                  changes={"status": {"before": old, "after": new_status}, "reason": reason})
-    from app.services.cards import follow_member_status  # the card follows its member (issue #4)
+    from app.services.cards import (
+        follow_member_status,  # the card follows its member (issue #4)
+    )
 
     follow_member_status(actor, member, old, new_status, reason)
     return change

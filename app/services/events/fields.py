@@ -11,10 +11,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from app.models import CHECKIN_RULES, EVENT_TYPES, Event, Unit
+from app.models import CHECKIN_RULES, EVENT_TYPES, Event
 from app.models.events import STORED_EVENT_STATUSES
 from app.services.errors import ServiceError
 from app.services.events.times import as_datetime
+from app.services.inputs import unit_id_value
 from app.services.members import text_value
 from app.services.validation import FieldErrors
 
@@ -116,14 +117,7 @@ def clean_event(data: dict[str, Any], *, partial: bool = False, current: Event |
 
 
 def _event_unit_id(unit_id: Any) -> int:
-    if isinstance(unit_id, Unit):
-        return unit_id.id
-    if unit_id in (None, ""):
-        raise ServiceError("Choose the unit the event belongs to.", field="unit_id")
-    try:
-        return int(unit_id)
-    except (TypeError, ValueError):
-        raise ServiceError("The unit must be given by its id.", field="unit_id") from None
+    return unit_id_value(unit_id, "Choose the unit the event belongs to.")
 
 
 def _capacity(value: Any) -> int | None:
