@@ -25,7 +25,7 @@ ask which database is in use.
 The other differences live here too, behind plain names that business code
 calls: ``lock_row`` (a row lock, or SQLite's write lock), ``insert_ignore``,
 ``update_then_insert_ignore`` and ``insert_on_conflict`` (each dialect's ON CONFLICT), ``in_values`` (an array
-parameter on PostgreSQL), ``take_write_lock`` (SQLite's lock for a job's next
+parameter on PostgreSQL), ``json_rows`` (rows aggregated into one JSON value), ``take_write_lock`` (SQLite's lock for a job's next
 transaction) and ``newest_ids_page`` (the paging plan each database runs best,
 with SQLite's INDEXED BY).
 """
@@ -37,10 +37,12 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from flask import has_request_context, request
-from sqlalchemy import ARRAY, Engine, any_, bindparam, event, select, text, union_all, update
+from sqlalchemy import ARRAY, JSON, Engine, any_, bindparam, event, select, text, union_all, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.extensions import db
 
@@ -265,6 +267,29 @@ def in_values(column, values: list) -> ColumnElement[bool]:
     if _dialect() != "postgresql":
         return column.in_(values)
     return column == any_(bindparam(None, value=list(values), type_=ARRAY(column.type)))
+
+
+class json_rows(FunctionElement):  # noqa: N801 (used like func.x)
+    """An aggregate: the group's rows as one JSON array of arrays (``[[a, b], ...]``; NULL for none).
+
+    Many rows become one: a lookup that needs a row and its list of children
+    (a token's user and their grants) reads one row instead of one per child,
+    so the ORM builds its objects once. PostgreSQL's ``json_agg`` and SQLite's
+    ``json_group_array``.
+    """
+
+    type = JSON()
+    inherit_cache = True
+
+
+@compiles(json_rows, "postgresql")
+def _json_rows_postgresql(element, compiler, **kw):
+    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(json_rows)
+def _json_rows_sqlite(element, compiler, **kw):
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
 
 
 def take_write_lock() -> None:

@@ -30,6 +30,7 @@ from flask_principal import ActionNeed, Identity, RoleNeed, UserNeed, identity_l
 from sqlalchemy import Select, and_, bindparam, false, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.database import json_rows
 from app.extensions import db, login_manager, principal
 from app.models import AuditEntry, Member, RoleAssignment, Unit, User
 from app.models.base import utcnow
@@ -70,32 +71,33 @@ class Grant:
     self_service: bool = False
 
 
-# What one user's grants are read from: a row per permission of each role assignment.
-GRANT_COLUMNS = (
-    RoleAssignment.id.label("assignment_id"), RoleAssignment.expires_at.label("assignment_expires_at"),
-    Unit.path.label("unit_path"), Role.name.label("role_name"), Permission.resource, Permission.action,
-)
+def grants_of(user_id: Any) -> Any:
+    """The live grants of user ``user_id`` (a column or a parameter) as one JSON value, for a SELECT list.
 
-
-def with_grants(stmt: Select, user_id: Any) -> Select:
-    """``stmt`` with the grant columns of the user ``user_id`` (a column) names: one row per permission.
-
-    Outer joins, so a user without roles still gives one row (grant columns
-    NULL). The API's token lookup reads the user and their grants so, in one
-    statement, and hands the rows to ``remember_grants``.
+    ``[[assignment_id, unit_path, role_name, resource, action], ...]`` (NULL
+    when the user has none), for the assignments not expired at the bind
+    parameter ``now``. One value rather than a row per permission: the API's
+    token lookup reads the token, its user and their grants as a single row
+    (``services.auth``), and ``remember_grants`` turns the value into grants.
+    Roles without permissions still give an entry (resource NULL): their names
+    count for Flask-Principal's role needs.
     """
     return (
-        stmt.add_columns(*GRANT_COLUMNS)
-        .outerjoin(RoleAssignment, RoleAssignment.user_id == user_id)
-        .outerjoin(Role, Role.id == RoleAssignment.role_id)
+        select(json_rows(RoleAssignment.id, Unit.path, Role.name, Permission.resource, Permission.action))
+        .select_from(RoleAssignment)
+        .join(Role, Role.id == RoleAssignment.role_id)
         .outerjoin(Unit, Unit.id == RoleAssignment.unit_id)
         .outerjoin(role_permissions, role_permissions.c.role_id == Role.id)
         .outerjoin(Permission, Permission.id == role_permissions.c.permission_id)
+        .where(RoleAssignment.user_id == user_id,
+               or_(RoleAssignment.expires_at.is_(None),
+                   RoleAssignment.expires_at > bindparam("now", type_=RoleAssignment.expires_at.type)))
+        .scalar_subquery()
     )
 
 
 # Every request of a logged-in user runs this; built once.
-_GRANTS = with_grants(select(User.id), User.id).where(User.id == bindparam("user_id"))
+_GRANTS = select(grants_of(bindparam("user_id")))
 
 
 def _name(resource: str, action: str) -> str:
@@ -112,27 +114,26 @@ def grants_for(user: Any) -> list[Grant]:
     # Core on the session's connection (after a flush, so pending assignments count): the ORM's
     # per-query work was a third of this query's cost, and every API request runs it.
     db.session.flush()
-    return remember_grants(user, db.session.connection().execute(_GRANTS, {"user_id": user.id}).all())
+    return remember_grants(user, db.session.connection().execute(
+        _GRANTS, {"user_id": user.id, "now": utcnow()}).scalar())
 
 
-def remember_grants(user: Any, rows: list[Any]) -> list[Grant]:
-    """The user's live grants from rows carrying ``GRANT_COLUMNS``; kept for the rest of the request."""
-    now = utcnow()
-    live = [row for row in rows if row.assignment_id is not None
-            and (row.assignment_expires_at is None or row.assignment_expires_at > now)]
+def remember_grants(user: Any, entries: list[list[Any]] | None) -> list[Grant]:
+    """The user's grants from ``grants_of``'s value; kept for the rest of the request."""
+    entries = entries or []
     by_assignment: dict[int, set[str]] = {}
-    for row in live:
-        if row.resource is not None:
-            by_assignment.setdefault(row.assignment_id, set()).add(_name(row.resource, row.action))
+    for assignment_id, _path, _role, resource, action in entries:
+        if resource is not None:
+            by_assignment.setdefault(assignment_id, set()).add(_name(resource, action))
     grants = {
-        Grant(_name(row.resource, row.action), row.unit_path, by_assignment[row.assignment_id] <= PORTAL_PERMISSIONS)
-        for row in live
-        if row.resource is not None
+        Grant(_name(resource, action), path, by_assignment[assignment_id] <= PORTAL_PERMISSIONS)
+        for assignment_id, path, _role, resource, action in entries
+        if resource is not None
     }
     result = sorted(grants, key=lambda gr: (gr.permission, gr.unit_path or "", gr.self_service))
     if has_request_context():
         g.setdefault("_muster_grants", {})[user.id] = result
-        g.setdefault("_muster_roles", {})[user.id] = sorted({row.role_name for row in live})
+        g.setdefault("_muster_roles", {})[user.id] = sorted({role for _a, _p, role, _r, _ac in entries})
     return result
 
 

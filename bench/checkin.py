@@ -8,10 +8,12 @@ with its own login, a coordinator of the constituency).
 
 Load: a thread pool on 127.0.0.1 with keep-alive connections (http.client),
 each request ``POST /api/v1/events/<id>/checkin`` with a distinct card's
-token, a gate and a nonce; bounded by count and by time. The same load then
-runs against ``bench/checkin_bare.py`` (a bare Flask route doing only the two
-SQL statements that record an attendance), served the same way, for the
-ratio: what verification, scope, idempotence and the rest cost on top.
+token, a gate and a nonce; bounded by count and by time (per round). The same
+load runs against ``bench/checkin_bare.py`` (a bare Flask route doing only the
+two SQL statements that record an attendance), served the same way, in
+alternating rounds (BENCH_CHECKIN_ROUNDS, default 3), for the ratio: what
+verification, scope, idempotence and the rest cost on top. Rates and
+latencies are medians over the rounds; the ratio is the median of the rounds'.
 
 Both servers: gunicorn, 2 workers (gthread, BENCH_CHECKIN_THREADS threads each).
 Knobs: BENCH_CHECKIN_CLIENTS (gates, default 6), BENCH_CHECKIN_SECONDS (time bound,
@@ -44,7 +46,10 @@ WORKER_CLASS = os.environ.get("BENCH_CHECKIN_WORKER_CLASS", "gthread")
 SERVER_OPTIONS = ["-w", str(WORKERS), "-k", WORKER_CLASS, "--threads", str(SERVER_THREADS), "--keep-alive", "30"]
 CLIENTS = int(os.environ.get("BENCH_CHECKIN_CLIENTS", "6"))  # gates scanning at once
 MAX_SECONDS = float(os.environ.get("BENCH_CHECKIN_SECONDS", "60"))
-TARGETS = {"per_second": 300, "p95_ms": 50}
+ROUNDS = int(os.environ.get("BENCH_CHECKIN_ROUNDS", "3"))  # alternating rounds, Muster then bare
+# Issue 9's targets for the door, set where the bare route did 1,917 check-ins/s (ISSUE_REFERENCE).
+TARGETS = {"per_second": 650, "p95_ms": 20, "max_ratio": 3.0}
+ISSUE_REFERENCE = {"bare_per_second": 1917, "muster_per_second_before": 327, "muster_p95_ms_before": 27}
 
 
 def _url(database: str) -> str:
@@ -254,7 +259,32 @@ def _load(port: int, path: str, bodies: list[bytes], headers_for, clients: int) 
     }
 
 
+def _merged(rounds: list[dict]) -> dict:
+    """One figure from several rounds: medians of the rates and latencies, sums of the counts."""
+    merged: dict = {"rounds": len(rounds)}
+    for key in ("per_second", "p50_ms", "p95_ms", "p99_ms", "mean_ms"):
+        merged[key] = round(statistics.median(r[key] for r in rounds), 2)
+    merged["requests"] = sum(r["requests"] for r in rounds)
+    merged["errors"] = sum(r["errors"] for r in rounds)
+    results: dict[str, int] = {}
+    for r in rounds:
+        for key, n in r["results"].items():
+            results[key] = results.get(key, 0) + n
+    merged["results"] = results
+    cpu = [r["cpu_ms_per_request"] for r in rounds if "cpu_ms_per_request" in r]
+    if cpu:
+        merged["cpu_ms_per_request"] = {k: round(statistics.median(c[k] for c in cpu), 2) for k in cpu[0]}
+    merged["load_average_after"] = max(r.get("load_average_after", 0.0) for r in rounds)
+    return merged
+
+
 def run(scale: float) -> dict:
+    """Muster and the bare route in alternating rounds over the same cards; medians and their ratios.
+
+    Both servers stay up; each round sends a share of the cards to one of them,
+    so a noisy neighbour weighs on both alike. The figure that carries across
+    machines is the ratio (ISSUE_REFERENCE: the figures the door targets were set on).
+    """
     count = max(200, int(6000 * scale))
     workdir = Path(os.environ.get("BENCH_DIR", Path(tempfile.gettempdir()) / "muster-bench")) / "checkin"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -269,39 +299,47 @@ def run(scale: float) -> dict:
         muster = Gunicorn("wsgi:app", env, SERVER_OPTIONS)
         servers.append(muster)
         muster.wait("/api/v1/openapi.json")
+        bare = Gunicorn("bench.checkin_bare:app", env, SERVER_OPTIONS)
+        servers.append(bare)
         path = f"/api/v1/events/{info['event_id']}/checkin"
+        bare_path = f"/events/{info['bare_event_id']}/checkin"
+        bare.wait(bare_path.replace("checkin", "x"))
 
         def api_headers(i: int) -> dict[str, str]:
             return {"Authorization": f"Bearer {info['tokens'][i % len(info['tokens'])]}",
                     "Content-Type": "application/json"}
 
+        plain = {"Content-Type": "application/json"}
         # Warm-up on the spare member (admitted once, then duplicates): imports, pools, caches.
         spare = info["credentials"][-1]
-        warm = [json.dumps({"token": spare, "gate": "warm-up", "nonce": f"w{i}"}).encode() for i in range(200)]
-        _load(muster.port, path, warm, api_headers, CLIENTS)
-        bodies = [json.dumps({"token": t, "gate": f"Gate {i % CLIENTS}", "nonce": f"n{i}"}).encode()
-                  for i, t in enumerate(info["credentials"][:count])]
-        ours = _measured(muster, lambda: _load(muster.port, path, bodies, api_headers, CLIENTS))
+        _load(muster.port, path, [json.dumps({"token": spare, "gate": "warm-up", "nonce": f"w{i}"}).encode()
+                                  for i in range(200)], api_headers, CLIENTS)
+        _load(bare.port, bare_path, [json.dumps({"member_id": info["member_ids"][-1], "gate": "warm-up"}).encode()
+                                     for _ in range(200)], lambda i: plain, CLIENTS)
+        ours_rounds, floor_rounds = [], []
+        share = -(-count // ROUNDS)
+        for r in range(ROUNDS):
+            part = range(r * share, min(count, (r + 1) * share))
+            bodies = [json.dumps({"token": info["credentials"][i], "gate": f"Gate {i % CLIENTS}",
+                                  "nonce": f"n{i}"}).encode() for i in part]
+            ours_rounds.append(_measured(muster, lambda: _load(muster.port, path, bodies, api_headers, CLIENTS)))
+            bodies = [json.dumps({"member_id": info["member_ids"][i], "gate": f"Gate {i % CLIENTS}"}).encode()
+                      for i in part]
+            floor_rounds.append(_measured(bare, lambda: _load(bare.port, bare_path, bodies, lambda i: plain,
+                                                              CLIENTS)))
+        ours, floor = _merged(ours_rounds), _merged(floor_rounds)
         ours["database_after"] = _attendance(info["event_id"])
-        muster.stop()
-
-        bare = Gunicorn("bench.checkin_bare:app", env, SERVER_OPTIONS)
-        servers.append(bare)
-        bare_path = f"/events/{info['bare_event_id']}/checkin"
-        bare.wait(bare_path.replace("checkin", "x"))
-        plain = {"Content-Type": "application/json"}
-        warm = [json.dumps({"member_id": info["member_ids"][-1], "gate": "warm-up"}).encode() for _ in range(200)]
-        _load(bare.port, bare_path, warm, lambda i: plain, CLIENTS)
-        bodies = [json.dumps({"member_id": m, "gate": f"Gate {i % CLIENTS}"}).encode()
-                  for i, m in enumerate(info["member_ids"][:count])]
-        floor = _measured(bare, lambda: _load(bare.port, bare_path, bodies, lambda i: plain, CLIENTS))
         floor["database_after"] = _attendance(info["bare_event_id"])
-        bare.stop()
     finally:
         for server in servers:
             server.stop()
         _admin_sql(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
 
+    ratios = [f["per_second"] / o["per_second"] for o, f in zip(ours_rounds, floor_rounds) if o["per_second"]]
+    ratio = round(statistics.median(ratios), 2) if ratios else None
+    admitted = ours["results"].get("admitted", 0)
+    # What the absolute targets mean here: the same share of the bare route as on the reference machine.
+    scaled_rate = round(TARGETS["per_second"] * floor["per_second"] / ISSUE_REFERENCE["bare_per_second"], 1)
     return {
         "database": "postgresql",
         "server": f"gunicorn, {WORKERS} workers (gthread x {SERVER_THREADS}), 127.0.0.1",
@@ -311,14 +349,23 @@ def run(scale: float) -> dict:
         "muster_api": ours,
         "bare_flask_two_statements": floor,
         "overhead": {
-            "throughput_ratio": round(floor["per_second"] / ours["per_second"], 2) if ours["per_second"] else None,
+            "throughput_ratio": ratio,
+            "throughput_ratio_per_round": [round(x, 2) for x in ratios],
             "p50_ratio": round(ours["p50_ms"] / floor["p50_ms"], 2) if floor["p50_ms"] else None,
+            "p95_ratio": round(ours["p95_ms"] / floor["p95_ms"], 2) if floor["p95_ms"] else None,
         },
         "note": "Other processes on the machine share its CPUs (load_average_after); cpu_ms_per_request is "
                 "what one check-in costs, whatever else runs.",
-        "every_card_counted_once": ours["database_after"] == {"checkins": count + 1, "attended": count + 1},
-        "targets": TARGETS,
-        "meets_targets": ours["per_second"] >= TARGETS["per_second"] and ours["p95_ms"] < TARGETS["p95_ms"],
+        # Each admitted answer is one check-in and one attended registration (plus the warm-up's spare).
+        "every_card_counted_once": ours["database_after"] == {"checkins": admitted + 1, "attended": admitted + 1}
+        and admitted == ours["requests"],
+        "targets": dict(TARGETS, reference=ISSUE_REFERENCE, per_second_scaled_to_this_machine=scaled_rate),
+        "meets_targets": {
+            "ratio": ratio is not None and ratio <= TARGETS["max_ratio"],
+            "per_second": ours["per_second"] >= TARGETS["per_second"],
+            "per_second_scaled": ours["per_second"] >= scaled_rate,
+            "p95_ms": ours["p95_ms"] < TARGETS["p95_ms"],
+        },
     }
 
 

@@ -88,11 +88,15 @@ def run(scale: float) -> dict:
         timed = prepared(info["credentials"][:half], "t")
         profiled = prepared(info["credentials"][half:count], "p")
 
-        statements = {"n": 0}
+        statements: dict = {"n": 0, "last": []}
+
+        def counted(_conn, _cursor, sql, *_args, **_kwargs):
+            statements["n"] += 1
+            statements["last"].append(" ".join(sql.split())[:140])
+
         with app.app_context():
             engine = db.engine
-        sa_event.listen(engine, "before_cursor_execute",
-                        lambda *a, **k: statements.__setitem__("n", statements["n"] + 1))
+        sa_event.listen(engine, "before_cursor_execute", counted)
 
         os.environ["BENCH_DATABASE_URL"] = _url(DB_NAME)
         from bench import checkin_bare
@@ -116,6 +120,9 @@ def run(scale: float) -> dict:
             _drive(checkin_bare.app, chunk)
             bare_cpu_ms.append((time.process_time() - cpu) * 1000 / len(chunk))
         per_request_statements = statements["n"] / len(timed)
+        statements["last"] = []
+        _drive(app, prepared([info["credentials"][0]], "s"))  # one more scan (already checked in): its SQL
+        one_scan = list(statements["last"])
         checkin_bare.engine.dispose()
 
         profiler = cProfile.Profile()
@@ -138,6 +145,7 @@ def run(scale: float) -> dict:
         own_by_package[package] = own_by_package.get(package, 0.0) + tottime
     rows.sort(reverse=True)
     n = len(profiled)
+    by_own = sorted(rows, key=lambda row: -row[1])[:TOP]
     top = [{"cum_ms": round(c * 1000 / n, 3), "own_ms": round(t * 1000 / n, 3), "calls": round(k / n, 1), "function": f}
            for c, t, k, f in rows[:TOP]]
     counts: dict[str, int] = {}
@@ -151,17 +159,24 @@ def run(scale: float) -> dict:
         "bare_route_cpu_ms": {"min": round(min(bare_cpu_ms), 3), "median": round(statistics.median(bare_cpu_ms), 3)},
         "cpu_ratio_to_bare": round(min(cpu_ms) / min(bare_cpu_ms), 2),
         "sql_statements_per_checkin": round(per_request_statements, 2),
+        "sql_of_a_repeat_scan": one_scan,
         "profiled_ms_per_checkin": round(total * 1000 / n, 3),
         "own_ms_by_package": {k: round(v * 1000 / n, 3) for k, v in
                               sorted(own_by_package.items(), key=lambda kv: -kv[1]) if v * 1000 / n >= 0.02},
         "top_cumulative": top,
+        "top_own": [{"own_ms": round(t * 1000 / n, 3), "calls": round(k / n, 1), "function": f}
+                    for _c, t, k, f in by_own],
     }
 
 
 if __name__ == "__main__":  # python -m bench.checkin_profile
     result = run(float(os.environ.get("BENCH_SCALE", "0.2")))
     top = result.pop("top_cumulative")
+    own = result.pop("top_own")
     print(json.dumps(result, indent=2))
     print(f"{'cum ms':>8} {'own ms':>8} {'calls':>6}  function")
     for row in top:
         print(f"{row['cum_ms']:8.3f} {row['own_ms']:8.3f} {row['calls']:6.1f}  {row['function']}")
+    print(f"\n{'own ms':>8} {'calls':>6}  function (by own time)")
+    for row in own:
+        print(f"{row['own_ms']:8.3f} {row['calls']:6.1f}  {row['function']}")
