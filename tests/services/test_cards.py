@@ -329,7 +329,7 @@ def test_token_is_short_url_safe_and_holds_no_personal_data(tree, make_member):
     for secret in (b"Chanda", b"Mwansa", b"977123456", member.membership_number.encode()):
         assert secret not in raw
     # The payload is exactly: version, key id, prefix, year, sequence, expiry; the rest is the signature.
-    assert raw[:-64] == cards._payload(card.card_number, card.expires_on, raw[1:5])
+    assert raw[:-64] == cards.tokens.token_payload(card.card_number, card.expires_on, raw[1:5])
     decoded = cards.decode_token(token)
     assert decoded.card_number == card.card_number and decoded.expires_on == card.expires_on
 
@@ -405,13 +405,13 @@ def test_tampered_truncated_reencoded_and_foreign_tokens_are_invalid(tree, make_
     }
     # Same card, other key: a perfect signature by somebody else.
     other = Ed25519PrivateKey.generate()
-    payload = cards._payload(card.card_number, card.expires_on, card_keys.key_id(other.public_key()))
-    variants["foreign key"] = _b64(payload + other.sign(cards._SIGNING_CONTEXT + payload))
+    payload = cards.tokens.token_payload(card.card_number, card.expires_on, card_keys.key_id(other.public_key()))
+    variants["foreign key"] = _b64(payload + other.sign(cards.tokens.SIGNING_CONTEXT + payload))
     # Our key id, their signature.
-    payload = cards._payload(card.card_number, card.expires_on, card_keys.signing_key().kid)
-    variants["forged with our key id"] = _b64(payload + other.sign(cards._SIGNING_CONTEXT + payload))
+    payload = cards.tokens.token_payload(card.card_number, card.expires_on, card_keys.signing_key().kid)
+    variants["forged with our key id"] = _b64(payload + other.sign(cards.tokens.SIGNING_CONTEXT + payload))
     # A later expiry written into a genuine token.
-    later = cards._payload(card.card_number, date(2099, 1, 1), card_keys.signing_key().kid)
+    later = cards.tokens.token_payload(card.card_number, date(2099, 1, 1), card_keys.signing_key().kid)
     variants["extended expiry"] = _b64(later + raw[-64:])
     for name, bad in variants.items():
         result = cards.verify_token(bad)
@@ -485,8 +485,8 @@ def test_rotation_by_another_process_is_picked_up(fresh_keys, tree, make_member,
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     private = Ed25519PrivateKey.from_private_bytes(base64.b64decode(data["keys"][kid]["private_key"]))
-    payload = cards._payload(card.card_number, card.expires_on, bytes.fromhex(kid))
-    token = _b64(payload + private.sign(cards._SIGNING_CONTEXT + payload))
+    payload = cards.tokens.token_payload(card.card_number, card.expires_on, bytes.fromhex(kid))
+    token = _b64(payload + private.sign(cards.tokens.SIGNING_CONTEXT + payload))
     assert cards.verify_token(token).status == "valid"
 
 

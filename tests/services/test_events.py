@@ -376,8 +376,9 @@ def test_token_signed_by_another_organisation(event, staff, tree, make_member):
     ev.register(staff["coordinator"], event, member)
     card = _card(member)
     other = Ed25519PrivateKey.generate()
-    payload = cards._payload(card.card_number, card.expires_on, card_keys.key_id(other.public_key()))
-    forged = base64.urlsafe_b64encode(payload + other.sign(cards._SIGNING_CONTEXT + payload)).rstrip(b"=").decode()
+    payload = cards.tokens.token_payload(card.card_number, card.expires_on, card_keys.key_id(other.public_key()))
+    signature = other.sign(cards.tokens.SIGNING_CONTEXT + payload)
+    forged = base64.urlsafe_b64encode(payload + signature).rstrip(b"=").decode()
     answer = ev.check_in(staff["coordinator"], event, token=forged)
     assert (answer["result"], answer["reason"]) == ("rejected", "invalid_token")
     assert "not signed by this organisation" in answer["message"]
