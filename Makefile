@@ -30,7 +30,8 @@ run: setup
 	@echo "Muster is running at http://127.0.0.1:$(PORT)/  (staff console: http://127.0.0.1:$(PORT)/admin/)"
 	@echo "Demo logins, password 'demo-password': superadmin@demo.test, admin@demo.test, coordinator@demo.test, member@demo.test"
 	@echo ""
-	$(BIN)/gunicorn --workers 2 --threads 4 --bind 127.0.0.1:$(PORT) --access-logfile - wsgi:app
+	@echo "Starting the web server and the background worker (Procfile); Ctrl-C stops both."
+	$(BIN)/honcho start -f Procfile -p $(PORT)
 
 test: setup-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -17,6 +17,8 @@ def create_app(config: object | None = None) -> Flask:
     app.config.from_object(config or Config())
 
     init_extensions(app)
+    init_queue(app)
+    init_storage(app)
     init_blueprints(app)
     init_admin_console(app)
     init_request_checks(app)
@@ -30,17 +32,30 @@ def create_app(config: object | None = None) -> Flask:
 def init_extensions(app: Flask) -> None:
     from app import models  # noqa: F401  (registers every table with the metadata)
     from app.database import ping_idle_connections, tune_sqlite
-    from app.extensions import csrf, db, limiter, migrate
+    from app.extensions import csrf, db, limiter, mail, migrate
     from app.security import init_security
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)
+    mail.init_app(app)
     init_security(app)
     with app.app_context():
         tune_sqlite(db.engine)
         ping_idle_connections(db.engine)
+
+
+def init_queue(app: Flask) -> None:
+    from app.queue import init_queue as init
+
+    init(app)  # the task queue from MUSTER_QUEUE_URL; web processes only enqueue
+
+
+def init_storage(app: Flask) -> None:
+    from app.services.storage import init_storage as init
+
+    init(app)  # the file storage from MUSTER_STORAGE_URL: instance/files/ or S3
 
 
 def init_blueprints(app: Flask) -> None:
@@ -49,11 +64,13 @@ def init_blueprints(app: Flask) -> None:
     from app.portal import bp as portal_bp
     from app.services.inputs import IdConverter
     from app.verify import bp as verify_bp
+    from app.verify_index import bp as verify_index_bp
 
     app.url_map.converters["pk"] = IdConverter  # ids in every URL, before any rule is added
     app.register_blueprint(auth_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(verify_bp)  # public card check (issue #4)
+    app.register_blueprint(verify_index_bp)  # /verify/: type a card number or paste a code (issue #11)
     init_api(app)
 
 

@@ -19,6 +19,15 @@ def register_commands(app: Flask) -> None:
     from app.cli_cards import register as register_card_commands
 
     register_card_commands(app)  # flask cards keys / rotate-key / retire-key / expire / print
+    from app.cli_storage import register as register_storage_commands
+
+    register_storage_commands(app)  # flask storage info / migrate [--into-database]
+    from app.cli_worker import register as register_worker_command
+
+    register_worker_command(app)  # flask worker [--workers N] [--no-periodic]
+    from app.cli_mail import register as register_mail_commands
+
+    register_mail_commands(app)  # flask mail send-test ADDRESS
 
     @app.cli.command("seed-demo")
     @click.option("--members", "member_count", default=2000, show_default=True, help="Members to create.")
@@ -34,6 +43,7 @@ def register_commands(app: Flask) -> None:
         info = seed_demo(member_count)
         db.session.commit()
         click.echo(f"Demo data ready: {info['members']} members.")
+        click.echo(f"{info['events']} events (past and upcoming, with registrations), {info['cards']} cards.")
         click.echo(f"Logins (password '{info['password']}'): {', '.join(info['logins'])}")
         click.echo(f"coordinator@demo.test coordinates {info['coordinator_ward']}.")
 

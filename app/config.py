@@ -50,6 +50,38 @@ def _trusted_hosts(public_url: str) -> list[str]:
     return list(dict.fromkeys(h for h in hosts if h))
 
 
+def _redis_url() -> str | None:
+    """Redis shared by every process and machine: MUSTER_REDIS_URL, else a redis:// MUSTER_QUEUE_URL.
+
+    Rate limits (Flask-Limiter's and the bulk mail rate) count there when it is set.
+    """
+    url = os.environ.get("MUSTER_REDIS_URL", "").strip()
+    if url:
+        return url
+    queue = os.environ.get("MUSTER_QUEUE_URL", "").strip()
+    return queue if queue.startswith(("redis://", "rediss://")) else None
+
+
+# Flask-Mailman's file backend appends many messages to one .log file; Muster's writes one .eml each.
+EML_BACKEND = "app.services.mail.eml.EmailBackend"
+
+
+def _mail_backend() -> str:
+    """MAIL_BACKEND if set ("file" means Muster's .eml writer), else SMTP with a MAIL_SERVER, else files."""
+    backend = os.environ.get("MAIL_BACKEND", "").strip()
+    if backend:
+        return EML_BACKEND if backend == "file" else backend
+    return "smtp" if os.environ.get("MAIL_SERVER", "").strip() else EML_BACKEND
+
+
+def _default_sender(org_name: str, public_url: str) -> str:
+    """The organisation's name at no-reply@ the public host (localhost when that is no domain name)."""
+    host = urlsplit(public_url).hostname or "localhost"
+    if "." not in host or host.replace(".", "").isdigit():
+        host = "localhost"
+    return f'"{org_name}" <no-reply@{host}>'
+
+
 def _database_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
@@ -97,7 +129,12 @@ class Config:
         self.PHOTO_MAX_BYTES = int(os.environ.get("MUSTER_PHOTO_MAX_BYTES", str(5 * 1024 * 1024)))
         self.PHOTO_MAX_PIXELS = int(os.environ.get("MUSTER_PHOTO_MAX_PIXELS", "600"))
         self.MAX_CONTENT_LENGTH = int(os.environ.get("MUSTER_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
-        self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+        # The default in-memory store counts per process (each gunicorn worker its own count);
+        # with MUSTER_REDIS_URL every process and machine shares one count (README, "Rate limits").
+        self.REDIS_URL = _redis_url()
+        self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI") or self.REDIS_URL or "memory://"
+        # Redis unreachable: count per process for a while rather than refuse every sign-in.
+        self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
         self.RATELIMIT_HEADERS_ENABLED = True
         self.WTF_CSRF_TIME_LIMIT = None  # tied to the session instead of a clock
         self.SESSION_COOKIE_HTTPONLY = True
@@ -114,11 +151,23 @@ class Config:
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         self.PERMANENT_SESSION_LIFETIME = int(os.environ.get("MUSTER_SESSION_SECONDS", str(8 * 3600)))
         self.FLASK_ADMIN_SWATCH = "default"
-        # Background jobs: worker threads per web process, and how long a job may
-        # go without a heartbeat before it is shown as interrupted.
-        self.JOBS_WORKERS = int(os.environ.get("MUSTER_JOBS_WORKERS", "2"))
+        # The task queue (app/queue.py): unset = SQLite in instance/queue.db; redis://host:6379/0
+        # or postgresql://... to share it between machines. Immediate = run tasks in the caller.
+        self.QUEUE_URL = os.environ.get("MUSTER_QUEUE_URL", "").strip() or None
+        self.QUEUE_IMMEDIATE = _env_bool("MUSTER_QUEUE_IMMEDIATE", False)
+        # Background jobs (app/services/jobs.py) run in `flask worker`: its threads, whether it
+        # runs the periodic tasks (the reaper), how long a claimed job's lease lasts without a
+        # heartbeat, and how many times a job whose worker died is started before it fails.
+        self.WORKER_THREADS = int(os.environ.get("MUSTER_WORKER_THREADS", "2"))
+        self.WORKER_PERIODIC = _env_bool("MUSTER_WORKER_PERIODIC", True)
         self.JOB_STALE_SECONDS = int(os.environ.get("MUSTER_JOB_STALE_SECONDS", "120"))
-        self.JOBS_RUN_INLINE = False
+        self.JOB_MAX_ATTEMPTS = int(os.environ.get("MUSTER_JOB_MAX_ATTEMPTS", "3"))
+        # Shared file storage (app/services/storage/): photos, attachments, import uploads, job files.
+        # Unset = instance/files/; file:///folder; or s3://bucket/prefix (boto3 reads AWS_ACCESS_KEY_ID,
+        # AWS_SECRET_ACCESS_KEY itself) with MUSTER_S3_ENDPOINT_URL for an S3-compatible service.
+        self.STORAGE_URL = os.environ.get("MUSTER_STORAGE_URL", "").strip() or None
+        self.S3_ENDPOINT_URL = os.environ.get("MUSTER_S3_ENDPOINT_URL", "").strip() or None
+        self.S3_REGION = os.environ.get("AWS_DEFAULT_REGION", "").strip() or None
         self.ADMIN_PAGE_SIZE = int(os.environ.get("MUSTER_ADMIN_PAGE_SIZE", "20"))
         # Member imports (see app/services/imports/): the largest file accepted, the
         # most columns read, rows written per transaction, how d/m/y dates are read
@@ -128,6 +177,7 @@ class Config:
         self.IMPORT_BATCH_SIZE = int(os.environ.get("MUSTER_IMPORT_BATCH_SIZE", "1000"))
         self.IMPORT_DATE_ORDER = os.environ.get("MUSTER_IMPORT_DATE_ORDER", "DMY").upper()
         self.IMPORT_UPLOAD_TTL_HOURS = int(os.environ.get("MUSTER_IMPORT_UPLOAD_TTL_HOURS", "48"))
+        # Where uploads waited before they moved to the file storage: `flask storage migrate` reads it.
         self.IMPORT_UPLOAD_DIR = os.environ.get("MUSTER_IMPORT_UPLOAD_DIR")  # default: instance/imports
         # An Excel workbook is a zip archive: the most its parts may unpack to (app/services/zipguard.py).
         self.IMPORT_MAX_UNPACKED_BYTES = int(os.environ.get("MUSTER_IMPORT_MAX_UNPACKED_BYTES", str(1024 ** 3)))
@@ -156,6 +206,30 @@ class Config:
         self.CARD_VERIFY_RATE_LIMIT = os.environ.get("MUSTER_CARD_VERIFY_RATE_LIMIT", "60 per minute")
         self.CARD_LOGO = os.environ.get("MUSTER_CARD_LOGO") or None  # a PNG or JPEG file
         self.CARD_COLOR = os.environ.get("MUSTER_CARD_COLOR", "#1d4f91")
+        # Outgoing mail (issue #10, app/services/mail/): Flask-Mailman's settings. With no
+        # MAIL_SERVER every message is written as an .eml file under MAIL_FILE_PATH instead.
+        self.MAIL_SERVER = os.environ.get("MAIL_SERVER", "").strip() or "localhost"
+        self.MAIL_PORT = int(os.environ.get("MAIL_PORT", "25") or 25)
+        self.MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
+        self.MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
+        self.MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", False)
+        self.MAIL_USE_SSL = _env_bool("MAIL_USE_SSL", False)
+        self.MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER") or _default_sender(self.ORG_NAME,
+                                                                                         self.PUBLIC_URL)
+        self.MAIL_BACKEND = _mail_backend()
+        self.MAIL_FILE_PATH = os.environ.get("MUSTER_MAIL_DIR") or str(INSTANCE_DIR / "mail")
+        self.MAIL_TIMEOUT = float(os.environ.get("MUSTER_MAIL_TIMEOUT", "30"))  # a silent server never hangs a worker
+        # Bulk mail's rate across all workers ("30/minute"; empty: no limit), counted in Redis when
+        # REDIS_URL is set, else in MAIL_RATE_DB, a small SQLite file every process of this machine shares.
+        self.MAIL_RATE = os.environ.get("MUSTER_MAIL_RATE", "").strip()
+        self.MAIL_RATE_DB = os.environ.get("MUSTER_MAIL_RATE_DB") or str(INSTANCE_DIR / "mail_rate.db")
+        # Delivery retries after a passing failure (connection refused, 4xx): the first after
+        # MAIL_RETRY_SECONDS, doubling up to MAIL_RETRY_MAX_SECONDS, failed after MAIL_MAX_ATTEMPTS.
+        self.MAIL_RETRY_SECONDS = float(os.environ.get("MUSTER_MAIL_RETRY_SECONDS", "60"))
+        self.MAIL_RETRY_MAX_SECONDS = float(os.environ.get("MUSTER_MAIL_RETRY_MAX_SECONDS", "3600"))
+        self.MAIL_MAX_ATTEMPTS = int(os.environ.get("MUSTER_MAIL_MAX_ATTEMPTS", "8"))
+        # How long a worker's claim on a message lasts (longer than MAIL_TIMEOUT's worst case).
+        self.MAIL_CLAIM_SECONDS = int(os.environ.get("MUSTER_MAIL_CLAIM_SECONDS", "300"))
 
 
 class TestConfig(Config):
@@ -169,9 +243,14 @@ class TestConfig(Config):
             "TEST_DATABASE_URL", "sqlite://"
         )
         self.RATELIMIT_STORAGE_URI = "memory://"
+        # Mail stays in memory (app.extensions["mailman"].outbox) unless a test points it at aiosmtpd.
+        self.MAIL_BACKEND = "locmem"
+        self.MAIL_DEFAULT_SENDER = '"Muster Test" <no-reply@muster.test>'
+        self.MAIL_RATE = ""
         self.PASSWORD_METHOD = "pbkdf2:sha256:1000"  # fast hashes keep the suite quick
-        # Each test shares one connection; jobs run in the caller's thread unless a test says otherwise.
-        self.JOBS_RUN_INLINE = True
+        # Each test shares one connection; tasks (jobs) run in the caller's thread through the
+        # same task function, unless a test runs a real consumer (app.queue.using/running_consumer).
+        self.QUEUE_IMMEDIATE = True
         # Card signing keys of the test run (removed at exit), never the instance's real ones.
         self.CARD_KEYS_DIR = os.environ.get("MUSTER_TEST_CARD_KEYS_DIR")
         if not self.CARD_KEYS_DIR:

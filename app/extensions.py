@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
+from flask_mailman import Mail
 from flask_migrate import Migrate
 from flask_principal import Principal
 from flask_sqlalchemy import SQLAlchemy
@@ -32,4 +33,6 @@ migrate = Migrate()
 login_manager = LoginManager()
 principal = Principal(use_sessions=False)
 csrf = CSRFProtect()
+# Counts in RATELIMIT_STORAGE_URI: Redis when MUSTER_REDIS_URL is set (app/config.py), else per process.
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+mail = Mail()  # outgoing mail; only app/services/mail/ sends through it

@@ -58,8 +58,9 @@ class MusterRequest(Request):
         return stream
 
 
-# Never stored nor queried: the login page's own check turns a tricky ``next=`` into its default page.
-_NUL_EXEMPT = frozenset({"next"})
+# Never stored nor queried: the login page's own check turns a tricky ``next=`` into its default page;
+# the /verify/ index (app/verify_index.py) refuses a NUL in ``card_code`` with its own message.
+_NUL_EXEMPT = frozenset({"next", "card_code"})
 
 
 def _refuse_nul() -> None:

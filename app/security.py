@@ -36,6 +36,7 @@ from app.models import AuditEntry, Member, RoleAssignment, Unit, User
 from app.models.base import utcnow
 from app.models.cards import MembershipCard
 from app.models.events import Event, EventAttachment, EventRegistration
+from app.models.mail import MailMessage
 from app.models.rbac import Permission, Role, role_permissions
 from app.services.errors import Forbidden, NotFound, ServiceError
 from app.services.inputs import parse_id
@@ -307,12 +308,16 @@ RULES: dict[type, Rule] = {
         "events.read",
         lambda r: [r.event.unit],
         own=lambda user, r, _perm: _member_of(user) is not None and r.member_id == _member_of(user).id,
+        own_clause=lambda user, _perm: EventRegistration.member_id == (getattr(_member_of(user), "id", None) or 0),
         own_permissions=frozenset({"events.read", "events.register"}),
     ),
     Unit: Rule(None, lambda u: [u]),
     User: Rule("users.read", _user_units),
     RoleAssignment: Rule("users.read", lambda a: [a.unit] if a.unit is not None else []),
     AuditEntry: Rule("reports.read", lambda e: [db.session.get(Unit, e.unit_id)] if e.unit_id is not None else []),
+    # Mail about a member lives in the member's (current) unit; mail about no member (a test
+    # email, a staff login's) in none, so only global grants reach it (app/services/mail).
+    MailMessage: Rule("members.read", lambda m: [m.member.unit] if m.member is not None else []),
 }
 
 
@@ -433,6 +438,29 @@ def load_for(actor: Any, model: type, object_id: Any, permission: str, *, delete
     return obj
 
 
+def is_super_admin(user: Any) -> bool:
+    """Holds every permission everywhere: a global ``*`` grant (the super_admin role)."""
+    if user is None:
+        return True
+    return any(gr.permission == "*" and gr.unit_path is None and not gr.self_service for gr in grants_for(user))
+
+
+def load_started(actor: Any, model: type, object_id: Any, *, owner: str = "created_by_id") -> Any:
+    """Something a person started (a background job): theirs, or any for super admins; else ``NotFound``.
+
+    Jobs belong to no unit (an import names its wards row by row), so unit
+    scope cannot decide: only who started it can see it, and super admins.
+    """
+    pk = parse_id(object_id)
+    obj = db.session.get(model, pk) if pk is not None else None
+    if obj is None:
+        raise NotFound()
+    started_by = getattr(obj, owner)
+    if not is_super_admin(actor) and (started_by is None or started_by != getattr(actor, "id", None)):
+        raise NotFound()
+    return obj
+
+
 # --- lists ------------------------------------------------------------------------------
 
 
@@ -449,8 +477,12 @@ def _scope_clause(model: type, unit_ids: list[int]) -> ColumnElement[bool]:
             select(Member.id).where(Member.id == User.member_id, Member.unit_id.in_(unit_ids)).exists()
         )
         return or_(in_scope_assignment, in_scope_member)
+    if model is MailMessage:  # by the member it concerns, wherever that member is now
+        return MailMessage.member_id.in_(select(Member.id).where(Member.unit_id.in_(unit_ids)))
     if model in (Member, AuditEntry, RoleAssignment) or hasattr(model, "unit_id"):
         return model.unit_id.in_(unit_ids)
+    if model is EventRegistration:  # a registration lives where its event does
+        return EventRegistration.event_id.in_(select(Event.id).where(Event.unit_id.in_(unit_ids)))
     raise TypeError(f"{model.__name__} has no scope rule")
 
 

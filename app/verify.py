@@ -4,8 +4,9 @@
 nothing more: the card's status, number and expiry, the holder's first name
 and last initial, and their photo (inline, so there is no public photo URL);
 no name and no photo for a revoked card or a deleted member's card.
-It is rate limited per IP (``CARD_VERIFY_RATE_LIMIT``), never cached, and
-asks search engines not to index it. It ignores the session: a signed-in
+It is rate limited per IP (``CARD_VERIFY_RATE_LIMIT``, one budget shared with
+the ``/verify/`` index of ``app/verify_index.py``), never cached, and asks
+search engines not to index it. It ignores the session: a signed-in
 staff member who scans a card sees exactly what a stranger sees.
 """
 
@@ -14,11 +15,10 @@ from __future__ import annotations
 import base64
 
 from flask import Blueprint, current_app, g, make_response, render_template
-from sqlalchemy import select
-
 from app.extensions import db, limiter, login_manager
-from app.models import MemberPhoto
+from app.services import member_photos
 from app.services.cards import scanned_token, verify_token
+from app.services.storage import StorageUnavailable, StoredFileMissing
 
 bp = Blueprint("verify", __name__)
 
@@ -36,6 +36,11 @@ STATUS_STYLE = {
 SHOWS_HOLDER = ("valid", "expired", "suspended")
 
 
+# The QR page and the /verify/ index (app/verify_index.py) draw from one budget per address, so
+# alternating between them does not double what one address may look up.
+VERIFY_LIMIT_SCOPE = "card-verify"
+
+
 def verify_rate_limit() -> str:
     return current_app.config["CARD_VERIFY_RATE_LIMIT"]
 
@@ -47,21 +52,37 @@ def holder_label(member) -> str:
 
 
 @bp.route("/verify/<path:token>")
-@limiter.limit(verify_rate_limit)
+@limiter.shared_limit(verify_rate_limit, scope=VERIFY_LIMIT_SCOPE)
 def page(token: str):
-    result = verify_token(scanned_token(token))
+    return verdict_response(verify_token(scanned_token(token)))
+
+
+def verdict_response(result, template: str = "cards/verify.html", **context):
+    """The verdict page for ``result``: holder (first name, initial, photo) only when the status allows.
+
+    The one place that decides what a stranger sees about a card; the /verify/ index renders
+    its answers through here too (``template`` and ``context`` add its form).
+    """
     holder = photo = None
     member = result.member if result.status in SHOWS_HOLDER else None
     if member is not None and member.deleted_at is None:
         holder = holder_label(member)
-        row = db.session.execute(
-            select(MemberPhoto.content, MemberPhoto.content_type).where(MemberPhoto.member_id == member.id)
-        ).first()
-        if row is not None and row.content:
-            photo = f"data:{row.content_type or 'image/jpeg'};base64,{base64.b64encode(row.content).decode()}"
+        try:
+            found = member_photos.photo_bytes(member.id)
+        except (StoredFileMissing, StorageUnavailable):
+            found = None  # the check still answers; the page says there is no photo
+        if found is not None:
+            content, content_type = found
+            photo = f"data:{content_type};base64,{base64.b64encode(content).decode()}"
     colour, label = STATUS_STYLE[result.status]
     g._login_user = login_manager.anonymous_user()  # Flask-Login's per-request user: the page renders as for anyone
-    html = render_template("cards/verify.html", result=result, colour=colour, label=label, holder=holder, photo=photo)
+    html = render_template(template, result=result, colour=colour, label=label, holder=holder, photo=photo,
+                           **context)
+    return private_response(html)
+
+
+def private_response(html: str):
+    """A public page about someone's card: never cached, never indexed, sends no referrer."""
     db.session.rollback()  # read-only: nothing to keep
     response = make_response(html)
     response.headers["Cache-Control"] = "no-store"

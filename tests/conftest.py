@@ -35,6 +35,9 @@ from app.services import geo, rbac  # noqa: E402
 from app.services.auth import hash_password  # noqa: E402
 
 PASSWORD = "correct-horse-battery"
+# Fixtures for every test module: the real SMTP server (aiosmtpd: smtp_server, smtp_mail) and the
+# file storage (moto_server, s3_storage, local_storage, any_storage).
+pytest_plugins = ["tests.mailserver", "tests.storage_fixtures"]
 
 
 def _database_url(tmp_dir: Path) -> str:

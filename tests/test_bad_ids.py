@@ -34,6 +34,7 @@ from app.services import cards as card_service
 from app.services import events as event_service
 from app.services import jobs, rbac
 from app.services import members as member_service
+from app.services import storage
 from tests.conftest import PASSWORD, csrf_token_from, login
 
 # Beyond 64 bits, 2**63, 2**31 (PostgreSQL's integer), negative, float, exponent,
@@ -51,7 +52,7 @@ def _numeric(arg: str) -> bool:
 
 
 # Values for path placeholders that are not ids.
-NON_ID_SEGMENTS = {"fmt": "xlsx", "op": "suspend", "export_type": "csv"}
+NON_ID_SEGMENTS = {"fmt": "xlsx", "op": "suspend", "export_type": "csv", "name": "out.txt"}
 ID_CONVERTERS = ("IntegerConverter", "IdConverter")
 PRINCIPALS = {"super": "super@test.org", "coordinator": "coord@test.org"}
 _PLACEHOLDER = re.compile(r"<(?:([a-zA-Z_]+)(?:\([^)]*\))?:)?([a-zA-Z_]+)>")
@@ -106,6 +107,9 @@ def world(app, tree, staff, make_user, make_member, monkeypatch):
     role = rbac.create_role(None, "probe_role", "", ["members.read"])
     coordinator = staff["coordinator"]
     job = jobs.create_job(coordinator, "bad_ids.noop")
+    from app.services import mail
+
+    message = mail.send_mail("test", "probe@example.org", {"sent_at": "now"}, member=member)
     with open(Path(__file__).resolve().parent / "data" / "members_utf8.csv", "rb") as fh:
         upload = import_service.save_upload(coordinator, fh, "members.csv")
     db.session.commit()
@@ -114,14 +118,14 @@ def world(app, tree, staff, make_user, make_member, monkeypatch):
         "member_id": member.id, "card_id": card.id, "event_id": event.id, "attachment_id": attachment.id,
         "unit_id": tree["w1"].id, "user_id": other.id, "assignment_id": other.assignments[0].id,
         "role_id": role.id, "job_id": job.id, "file_id": db.session.get(Job, job.id).files[0].id,
-        "upload_id": upload.id,
+        "upload_id": upload.id, "message_id": message.id,
     }
     monkeypatch.setattr(app, "request_class", _RecordingRequest)
     # Errors answer 500 as in production instead of reaching the test as exceptions.
     monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)
-    upload_file = import_service.upload_path(upload)  # before a probe (imports.discard) forgets it
+    upload_key = upload.stored_name  # before a probe (imports.discard) forgets it
     yield ids
-    upload_file.unlink(missing_ok=True)
+    storage.delete(upload_key)
 
 
 def _probed_rules(app) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ def init_admin(app: Flask) -> Admin:
     from app.admin import audit, dashboard, events, geo, jobs, members, rbac
     from app.admin import imports
     from app.admin import cards
+    from app.admin import mail
 
     admin = Admin(
         app,
@@ -31,5 +32,6 @@ def init_admin(app: Flask) -> Admin:
     rbac.register(admin)
     audit.register(admin)
     jobs.register(admin)
+    mail.register(admin)  # Outgoing mail (issue #10)
     admin.add_link(MenuLink(name="API reference", url="/api/docs"))  # the JSON API, for integrators
     return admin

@@ -40,6 +40,7 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from app.admin.base import SecureView, WholeNumberField, committing, page_arg, show_service_error, staff_can
 from app.admin.geo import unit_choices
+from app.downloads import send_stream
 from app.extensions import db
 from app.models import (
     CHECKIN_RULES, EVENT_STATUSES, EVENT_TYPES, REGISTRATION_STATUSES, Event, EventAttachment, EventRegistration,
@@ -471,12 +472,9 @@ class EventsView(SecureView):
 
     @expose("/<pk:event_id>/attachments/<pk:attachment_id>")
     def attachment(self, event_id: int, attachment_id: int):
-        row = self._attachment(self._event(event_id), attachment_id)
-        response = Response(row.content, mimetype=row.content_type)
-        response.headers["Content-Disposition"] = f'attachment; filename="{row.filename}"'
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Cache-Control"] = "private, max-age=300"
-        return response
+        row = self._attachment(self._event(event_id), attachment_id)  # scope first: nothing read before
+        return send_stream(event_service.open_attachment(row), filename=row.filename,
+                           content_type=row.content_type, cache="private, max-age=300")
 
     @expose("/<pk:event_id>/attachments/<pk:attachment_id>/delete", methods=("POST",))
     def delete_attachment(self, event_id: int, attachment_id: int):

@@ -31,7 +31,7 @@ from wtforms import RadioField, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, Optional
 
 from app.admin.base import SecureView, committing
-from app.admin.widgets import refresh_jobs, unit_label, units_in_scope
+from app.admin.widgets import unit_label, units_in_scope
 from app.extensions import db
 from app.models import ImportUpload, Job, Unit
 from app.services import imports as import_service
@@ -129,7 +129,6 @@ class ImportView(SecureView):
         if not upload.stored_name:
             flash("This file has been imported or has expired; upload it again to import it once more.", "info")
             return redirect(url_for(".index"))
-        path = import_service.upload_path(upload)
         info = import_service.upload_info(upload)
         form = self._mapping_form(upload, request.form if request.method == "POST" else None)
         chosen = list(upload.mapping or import_service.guess_mapping(upload.headers))
@@ -156,7 +155,10 @@ class ImportView(SecureView):
             else:
                 error = "Please correct the marked fields."
         try:
-            samples = import_service.sample_rows(path, info)
+            samples = upload.samples
+            if samples is None:  # uploaded before samples were kept, or they could not be read then
+                with import_service.local_upload(upload) as path:
+                    samples = import_service.sample_rows(path, info)
         except ServiceError as exc:
             samples, error = [], exc.message
         columns = [
@@ -170,7 +172,6 @@ class ImportView(SecureView):
     # -- preview and start ----------------------------------------------------------
 
     def _preview_context(self, upload: ImportUpload) -> dict:
-        refresh_jobs()
         job = db.session.get(Job, upload.preview_job_id) if upload.preview_job_id else None
         import_job = db.session.get(Job, upload.import_job_id) if upload.import_job_id else None
         mapped = [(h, import_service.FIELD_LABELS[k]) for h, k in zip(upload.headers, upload.mapping or []) if k]

@@ -1,19 +1,20 @@
 """Console pages for background jobs: a list, a page with a live progress bar, file downloads.
 
 The progress bar polls a small fragment with HTMX (vendored) once a second
-until the job has finished.
+until the job has finished. The pages only read: `flask worker` runs the jobs
+and its reaper re-queues those whose worker died (app/services/jobs.py).
 """
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, send_file, url_for
+from flask import abort, flash, redirect, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 
 from app.admin.base import SecureView, page_arg
-from app.admin.widgets import refresh_jobs
+from app.downloads import send_stream
 from app.extensions import db
 from app.models import Job, JobFile
 from app.services import jobs
@@ -35,7 +36,6 @@ class JobsView(SecureView):
 
     @expose("/")
     def index(self):
-        refresh_jobs()
         page = page_arg()
         stmt = jobs.visible_jobs(current_user)
         total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
@@ -44,29 +44,26 @@ class JobsView(SecureView):
 
     @expose("/<pk:job_id>")
     def details(self, job_id: int):
-        refresh_jobs()
         return self.render("admin/jobs/details.html", job=_visible_job_or_404(job_id), form=FlaskForm())
 
     @expose("/<pk:job_id>/progress")
     def progress(self, job_id: int):
-        refresh_jobs()
         return self.render("admin/jobs/_progress.html", job=_visible_job_or_404(job_id))
 
     @expose("/<pk:job_id>/files/<pk:file_id>")
     def download(self, job_id: int, file_id: int):
         job = _visible_job_or_404(job_id)
         row = db.session.scalar(select(JobFile).where(JobFile.id == file_id, JobFile.job_id == job.id))
-        path = jobs.file_path(row) if row else None
-        if row is None or not path.exists():
+        if row is None:
             abort(404)
-        return send_file(path, mimetype=row.content_type, as_attachment=True, download_name=row.name)
+        return send_stream(jobs.open_file(row), filename=row.name, content_type=row.content_type)
 
     @expose("/<pk:job_id>/retry", methods=("POST",))
     def retry(self, job_id: int):
+        """"Run again" for a job that failed (the reaper re-queues a dead worker's jobs by itself)."""
         job = _visible_job_or_404(job_id)
-        if FlaskForm().validate_on_submit() and job.state == "interrupted":
-            job.state = "queued"
-            job.message = ""
+        if FlaskForm().validate_on_submit() and job.state in ("failed", "interrupted"):
+            jobs.requeue(job)
             db.session.commit()
             jobs.submit(job)
             flash("Started again; work already done is not repeated.", "info")

@@ -17,17 +17,14 @@ from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import false, select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 from wtforms import widgets
 from wtforms.fields.choices import Choice
 from wtforms.validators import ValidationError
 
-from app.database import write_aside
 from app.extensions import db
 from app.models import Member, Unit
 from app.security import can, scope_unit_ids, subtree_unit_ids
-from app.services import jobs
 from app.services.inputs import parse_id
 
 
@@ -166,20 +163,3 @@ class UnitSubtreeFilter(RequestOptionsMixin, sqla_filters.BaseSQLAFilter):
 
     def operation(self):
         return "in"
-
-
-# --- background jobs -------------------------------------------------------------------
-
-
-def refresh_jobs() -> None:
-    """Show jobs whose process died as interrupted, from a page that only reads (best effort).
-
-    The write waits its turn in a short transaction of its own (``write_aside``);
-    on SQLite a running job may hold the write lock past ``busy_timeout``, and
-    then the next page or poll simply tries again.
-    """
-    try:
-        with write_aside():
-            jobs.mark_stale_interrupted()
-    except OperationalError:
-        pass

@@ -2,7 +2,7 @@
 
 Layout: ``context`` (the blueprint, the id range, the acting user: what every
 module shares), ``auth`` (bearer tokens and request authentication),
-``members`` and ``exports``, ``events``, ``cards``, ``rbac`` (roles,
+``members`` and ``exports``, ``events``, ``cards``, ``me`` (self-service), ``jobs`` (long work: 202 + Location), ``rbac`` (roles,
 permissions, users' roles), ``units``, ``spec`` (each operation's contract
 and the document at /api/v1/openapi.json, from the schemas built of
 ``schema``), ``errors`` (the one JSON error shape), ``inputs`` (request
@@ -20,7 +20,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 # Each module attaches its routes to ``context.bp`` when first imported (once per process).
-from app.api import auth, cards, errors, events, exports, members, rbac, spec, units  # noqa: F401
+from app.api import auth, cards, errors, events, exports, jobs, me, members, rbac, spec, units  # noqa: F401
 from app.api.context import bp, is_api_path
 from app.api.reference import init_reference
 from app.extensions import csrf

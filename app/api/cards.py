@@ -37,6 +37,7 @@ from app.models.cards import CARD_TRANSACTION_TYPES
 from app.security import load_for, scoped, subtree_unit_ids
 from app.services import card_pdf
 from app.services import cards as card_service
+from app.services import self_service
 from app.services.errors import ServiceError
 
 VERBS = {"cards.update": "change", "cards.create": "reissue"}
@@ -179,6 +180,11 @@ def _member_for(member_id: int, permission: str) -> models.Member:
                     message="You may not do this with this member's card.")
 
 
+def _readable_card(card_id: int) -> models.MembershipCard:
+    """A card the caller may read: their own (cards.read_own, the member role), else by cards.read scope."""
+    return self_service.readable_card(actor(), card_id)
+
+
 # --- list ----------------------------------------------------------------------------------
 
 
@@ -271,8 +277,11 @@ def create_card(json: CardCreate):
 @bp.get("/cards/<pk:card_id>")
 @operation("cards", responses={200: (CardDetail, "The card with its transactions.")}, errors=(403, 404))
 def get_card(card_id: int):
-    """Read a card"""
-    return CardDetail.of(load_for(actor(), models.MembershipCard, card_id, "cards.read"))
+    """Read a card
+
+    Staff: within their cards.read scope. Members: their own cards (cards.read_own).
+    """
+    return CardDetail.of(_readable_card(card_id))
 
 
 @bp.put("/cards/<pk:card_id>")
@@ -323,9 +332,9 @@ def reissue_card(card_id: int, json: CardReissue):
 def card_qr(card_id: int, query: QrQuery):
     """The card's QR code
 
-    Its verification URL: PNG, or SVG with ?format=svg.
+    Its verification URL: PNG, or SVG with ?format=svg. Staff within cards.read scope; members their own.
     """
-    card = load_for(actor(), models.MembershipCard, card_id, "cards.read")
+    card = _readable_card(card_id)
     if query.format == "svg":
         response = Response(card_pdf.qr_svg(card), mimetype="image/svg+xml")
     else:
@@ -340,9 +349,9 @@ def card_qr(card_id: int, query: QrQuery):
 def card_pdf_file(card_id: int):
     """The card as a PDF
 
-    Printable, ID-1 size; front and back.
+    Printable, ID-1 size; front and back. Staff within cards.read scope; members their own.
     """
-    card = load_for(actor(), models.MembershipCard, card_id, "cards.read")
+    card = _readable_card(card_id)
     response = Response(card_pdf.render_card_pdf(card), mimetype="application/pdf")
     response.headers["Content-Disposition"] = f'inline; filename="card-{card.card_number}.pdf"'
     response.headers["Cache-Control"] = "private, no-store"

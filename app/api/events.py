@@ -37,6 +37,7 @@ from app.models.base import utcnow
 from app.models.events import REGISTRATION_SOURCES, STORED_EVENT_STATUSES
 from app.security import has_console_access, has_permission, load_for, permits, scope_filter, subtree_unit_ids
 from app.services import events as event_service
+from app.services import self_service
 from app.services.checkin_input import parse_checkin
 from app.services.events.checkin import NONCE_RE
 
@@ -390,15 +391,16 @@ def register_for_event(event_id: int, json: RegistrationCreate):
     linked to a member of the event's area; the deadline applies). With another member_id: staff with
     events.update over the event register a member of their area. Cancelled or finished events answer 409.
     """
-    event = _event(event_id)
     me = actor()
     own = _own_member()
-    if json.member_id is None or (own is not None and json.member_id == own.id):
-        if own is None:
+    if own is not None and json.member_id in (None, own.id):
+        # As a member: the events open to your area (events.register), whatever your staff scope.
+        reg, created = self_service.register_self(me, event_id, notes=json.notes)
+    else:
+        event = _event(event_id)
+        if json.member_id is None:
             raise ApiError(422, "Your account is not linked to a member, so you cannot register yourself.",
                            {"field": "member_id"})
-        reg, created = event_service.register(me, event, own, source="self", notes=json.notes)
-    else:
         event_service.load_event(me, event_id, "events.update")  # 403 before saying anything of the member
         reg, created = event_service.register(me, event, _body_member(json.member_id), source="staff",
                                               notes=json.notes)

@@ -125,6 +125,31 @@ def read_query(model: type[BaseModel]) -> dict[str, Any]:
     return values
 
 
+def read_form(model: type[BaseModel], max_body: Any = None) -> dict[str, Any]:
+    """The fields ``model`` declares, from a multipart (or urlencoded) body: files by name, the rest as text.
+
+    Form values are text, like query parameters (``schema.Query`` models read them). ``max_body``
+    (a callable) raises the body limit for this operation before the body is read: an upload
+    may be larger than a JSON body.
+    """
+    if max_body is not None:
+        request.max_content_length = int(max_body())
+    values: dict[str, Any] = {}
+    for name in _properties(model):
+        schema = _schema_of(model, name)
+        if schema.get("format") == "binary":
+            upload = request.files.get(name)
+            if upload is not None and (upload.filename or upload.content_length):
+                values[name] = upload
+        elif schema.get("type") == "array":
+            got = request.form.getlist(name)
+            if got:
+                values[name] = got
+        elif name in request.form:
+            values[name] = request.form[name]
+    return values
+
+
 def validate(model: type[BaseModel], data: dict[str, Any], *, query: bool = False) -> Any:
     """``model`` from ``data``, or the API's 400/422 naming the fields at fault."""
     try:

@@ -51,7 +51,7 @@ from spectree.utils import get_request_model_hints
 
 from app.api.context import API_PREFIX, MAX_ID, actor, bp
 from app.api.errors import ApiError
-from app.api.inputs import read_body, read_query, validate
+from app.api.inputs import read_body, read_form, read_query, validate
 from app.api.schema import NO_NUL, Error, Out
 from app.security import can, has_permission
 
@@ -66,6 +66,9 @@ TAGS = {tag.name: tag for tag in (
     Tag(name="units", description="The geography tree."),
     Tag(name="events", description="Events, registrations, attendance and door check-in."),
     Tag(name="cards", description="Membership cards: issue, lifecycle, QR code, PDF and public verification."),
+    Tag(name="me", description="Self-service: the signed-in member's own profile, card and events."),
+    Tag(name="jobs", description="Long work (imports, card printing) running in the background: progress, "
+                                 "result and files."),
     Tag(name="meta", description="About the API."),
 )}
 
@@ -108,7 +111,8 @@ class MusterFlaskPlugin(FlaskPlugin):
         request.context = Context(
             validate(query, read_query(query), query=True) if query else None,
             validate(json, read_body(getattr(view, "api_optional_body", False))) if json else None,
-            None, None, None,
+            validate(form, read_form(form, getattr(view, "api_max_body", None)), query=True) if form else None,
+            None, None,
         )
 
     def validate_response(self, resp, resp_model, skip_validation, force_resp_serialize):
@@ -147,14 +151,17 @@ _ADDITIONS: dict[str, dict[str, Any]] = {}
 
 def operation(tag: str, *, responses: dict[int, tuple[Any, str]], errors: Iterable[int] = (),
               permission: str | None = None, everywhere: bool = False, public: bool = False,
-              optional_body: bool = False, location: bool = False) -> Callable:
+              optional_body: bool = False, location: bool = False,
+              max_body: Callable[[], int] | None = None) -> Callable:
     """Declare a view's contract (see the module docstring); put it right under the route decorator.
 
     ``responses``: status -> (model, ``Content`` or None, description).
     ``errors``: the error statuses it may answer besides those every operation
     may (405, 413, 414; 401 unless public; 403 with ``permission``; 400 and 422 with a model: a body or a
     query string can be malformed as well as break a rule).
-    ``location``: its 201 carries a ``Location`` header.
+    ``location``: its 201 (or 202, for work accepted to run later) carries a ``Location`` header.
+    ``max_body``: the largest request body in bytes (a callable reading the config), for a
+    ``form: Model`` (multipart) upload larger than a JSON body may be.
     """
 
     def decorate(view: Callable) -> Callable:
@@ -186,6 +193,7 @@ def operation(tag: str, *, responses: dict[int, tuple[Any, str]], errors: Iterab
 
         entry.api_public = public  # type: ignore[attr-defined]
         entry.api_optional_body = optional_body  # type: ignore[attr-defined]
+        entry.api_max_body = max_body  # type: ignore[attr-defined]
         _ADDITIONS[operation_id] = {
             "codes": {str(code) for code in (*codes, *responses)}, "media": media,
             "needs": (permission, everywhere), "optional_body": optional_body, "location": location,
@@ -235,8 +243,9 @@ def _complete(op: dict[str, Any], additions: dict[str, Any]) -> None:
     for code, content in additions["media"].items():
         op["responses"][code]["content"] = {mime: {"schema": schema} for mime, schema in content.media.items()}
     if additions["location"]:
-        op["responses"]["201"]["headers"] = {
-            "Location": {"description": "URL of the new resource.", "schema": {"type": "string"}}}
+        for code, what in (("201", "URL of the new resource."), ("202", "URL to follow the accepted work at.")):
+            if code in op["responses"]:
+                op["responses"][code]["headers"] = {"Location": {"description": what, "schema": {"type": "string"}}}
     permission, everywhere = additions["needs"]
     if permission:
         needs = f"Needs {permission}" + (" everywhere (globally)." if everywhere else ".")
@@ -253,11 +262,12 @@ def _complete(op: dict[str, Any], additions: dict[str, Any]) -> None:
 def _text_input(schema: Any) -> None:
     """Say of every string the API reads that it may not hold NUL (``inputs.py`` refuses it with a 400).
 
-    Strings with a ``pattern`` or an ``enum`` say what they allow already.
+    Strings with a ``pattern`` or an ``enum`` say what they allow already; a file (``format: binary``) is no text.
     """
     if not isinstance(schema, dict):
         return
-    if schema.get("type") == "string" and not {"pattern", "enum", "const"} & set(schema):
+    if (schema.get("type") == "string" and not {"pattern", "enum", "const"} & set(schema)
+            and schema.get("format") != "binary"):
         schema["pattern"] = NO_NUL
     for child in (*schema.get("properties", {}).values(), *schema.get("anyOf", []), *schema.get("oneOf", []),
                   *schema.get("allOf", []), schema.get("items")):
@@ -271,10 +281,10 @@ def _inputs(paths: dict[str, Any]) -> tuple[set[str], list[dict[str, Any]]]:
     parameters: list[dict[str, Any]] = []
     for operations in paths.values():
         for op in operations.values():
-            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
-            ref = body.get("schema", {}).get("$ref")
-            if isinstance(ref, str) and ref.startswith(prefix):
-                bodies.add(ref[len(prefix):])
+            for body in op.get("requestBody", {}).get("content", {}).values():  # JSON, or a multipart form
+                ref = body.get("schema", {}).get("$ref")
+                if isinstance(ref, str) and ref.startswith(prefix):
+                    bodies.add(ref[len(prefix):])
             parameters.extend(p["schema"] for p in op.get("parameters", []) if p["in"] == "query")
     return bodies, parameters
 

@@ -151,7 +151,12 @@ class EventCheckinNonce(db.Model):
 
 
 class EventAttachment(db.Model):
-    """An agenda or flyer: a PDF, image or Word document checked by content, kept in the database."""
+    """An agenda or flyer: a PDF, image or Word document checked by content.
+
+    The file is in the file storage under ``storage_key``; ``content`` holds
+    the bytes of attachments saved before the storage existed, until
+    ``flask storage migrate`` moves them (app/services/events/attachments.py).
+    """
 
     __tablename__ = "event_attachments"
 
@@ -161,7 +166,9 @@ class EventAttachment(db.Model):
     filename: Mapped[str] = mapped_column(String(200))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(default=0)
-    content: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    content: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    storage_key: Mapped[str | None] = mapped_column(String(300))
+    sha256: Mapped[str | None] = mapped_column(String(64))
     uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

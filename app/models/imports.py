@@ -38,8 +38,8 @@ class ImportMapping(db.Model):
 class ImportUpload(db.Model):
     """A file uploaded for import, between the upload and the end of its import.
 
-    The file itself lives under the instance folder (``imports/<stored_name>``)
-    and is deleted when its import has finished; the row stays as a record of
+    The file itself is in the file storage (``stored_name`` is its key,
+    ``imports/<id>/<random>.csv``) and is deleted when its import has finished; the row stays as a record of
     what was done (with the preview and import jobs).
     """
 
@@ -47,7 +47,7 @@ class ImportUpload(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     filename: Mapped[str] = mapped_column(String(255))
-    # Relative to the instance folder's imports/ directory; empty once the file is deleted.
+    # The file's storage key (app/services/storage/); empty once the file is deleted.
     stored_name: Mapped[str] = mapped_column(String(200), default="")
     size: Mapped[int] = mapped_column(default=0)
     # How the file is read, as found by imports.inspect_file().
@@ -58,6 +58,8 @@ class ImportUpload(db.Model):
     header_line: Mapped[int] = mapped_column(default=1)
     headers: Mapped[list[str]] = mapped_column(JSON, default=list)
     row_count: Mapped[int | None] = mapped_column()
+    # The first data rows as text, read at upload: the mapping page shows them without fetching the file.
+    samples: Mapped[list[list[str]] | None] = mapped_column(JSON)
     # The chosen member field per column ("" to skip) and the import options.
     mapping: Mapped[list[str] | None] = mapped_column(JSON)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,8 +1,11 @@
 """Background jobs: long console tasks (imports, bulk card printing, reminders) run outside the request.
 
 A row per job holds its state and progress so that any web process can show
-it, and a heartbeat so that a job whose process died is seen as interrupted
-instead of running forever.
+it. The queue (Huey) only executes: a worker claims the row with a
+compare-and-set that writes its ``lease_owner`` and ``lease_expires_at``, its
+heartbeat extends the lease while the lease is still its own, and the reaper
+re-queues a job whose lease ran out (its worker died), counting ``attempts``
+(app/services/jobs.py).
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class Job(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who runs it now ("host:pid:thread:nonce") and until when, unless the heartbeat extends it.
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # How many times a worker has claimed it (a claim after a dead worker counts again).
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
     created_by: Mapped["User | None"] = relationship()  # noqa: F821
     files: Mapped[list[JobFile]] = relationship(back_populates="job", cascade="all, delete-orphan",
@@ -66,7 +74,7 @@ class JobFile(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(default=0)
-    # Relative to the instance folder's job_files/ directory.
+    # The file's storage key (app/services/storage/): jobs/<job id>/<name>.
     path: Mapped[str] = mapped_column(String(400))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

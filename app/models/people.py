@@ -121,14 +121,22 @@ class Member(db.Model):
 
 
 class MemberPhoto(db.Model):
-    """A member's photo, kept apart so member rows stay small in lists."""
+    """A member's photo, kept apart so member rows stay small in lists.
+
+    The image is in the file storage under ``storage_key``; ``content`` holds
+    the bytes of photos saved before the storage existed, until
+    ``flask storage migrate`` moves them (app/services/member_photos.py).
+    """
 
     __tablename__ = "member_photos"
 
     member_id: Mapped[int] = mapped_column(
         ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
     )
-    content: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    content: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    storage_key: Mapped[str | None] = mapped_column(String(300))
+    size: Mapped[int] = mapped_column(default=0, server_default="0")
+    sha256: Mapped[str | None] = mapped_column(String(64))
     content_type: Mapped[str] = mapped_column(String(40), default="image/jpeg")
     width: Mapped[int] = mapped_column(default=0)
     height: Mapped[int] = mapped_column(default=0)

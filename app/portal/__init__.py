@@ -1,14 +1,20 @@
-"""The member portal (self-service). For now a home page; the portal issue fills it in."""
+"""The member portal (self-service), blueprint ``portal`` at ``/``: one module per page.
 
-from __future__ import annotations
+- ``home``: ``/``, the public landing page, or the signed-in member's dashboard
+  (membership, card, the next events of their area, notices);
+- ``card``: ``/card``, the card on screen with its QR code (``/card/qr.png``)
+  and its PDF (``/card/pdf``, the console's renderer);
+- ``events``: ``/events``, events open to the member, their registrations
+  and attendance history; an event's page; register and cancel (POST).
 
-from flask import Blueprint, render_template
-from flask_login import current_user
+Views parse and render; the rules are in ``app.services.self_service`` (and
+the services it calls), which only ever acts on the signed-in user's own
+member record: no portal URL carries a member or card id. A POST view
+commits once. Pages work from 360 px wide; scripts live in app/static/js
+(the Content-Security-Policy runs no inline script).
+"""
 
-bp = Blueprint("portal", __name__)
+from app.portal import card, events, home  # noqa: F401  (each attaches its routes to ``bp``)
+from app.portal.blueprint import bp
 
-
-@bp.route("/")
-def home():
-    member = current_user.member if current_user.is_authenticated else None
-    return render_template("portal/home.html", member=member)
+__all__ = ["bp"]

@@ -11,7 +11,9 @@ What happens to each (``mode``):
 
 - ``issue``: members without a current card get one; the others are skipped;
 - ``renew``: current cards are renewed, members without one get a new card;
-- ``print``: nothing changes; current active cards are printed.
+- ``print``: nothing changes; current active cards are printed;
+- ``print_or_issue``: current active cards are printed, members without one get
+  a new card, printed with them (the API's ``POST /cards/print``).
 
 Members outside the actor's area are never touched; members who are not
 active, or whose card cannot be renewed, are listed in ``problems.csv``.
@@ -40,7 +42,7 @@ from app.services import card_pdf, cards, jobs
 from app.services.errors import ServiceError
 
 KIND = "cards.batch"
-MODES = ("issue", "renew", "print")
+MODES = ("issue", "renew", "print", "print_or_issue")
 BATCH = 200
 
 
@@ -62,7 +64,8 @@ def start_batch(actor, *, mode: str, card_type: str = "standard", member_ids: li
         if not member_ids:
             raise ServiceError("Select at least one member.", field="member_ids")
         what = f"{len(member_ids)} selected member{'s' if len(member_ids) != 1 else ''}"
-    verb = {"issue": "Issue cards", "renew": "Renew or issue cards", "print": "Print cards"}[mode]
+    verb = {"issue": "Issue cards", "renew": "Renew or issue cards", "print": "Print cards",
+            "print_or_issue": "Print or issue cards"}[mode]
     job = jobs.create_job(
         actor, KIND,
         {"mode": mode, "card_type": card_type, "member_ids": member_ids, "unit_id": unit.id if unit else None,
@@ -188,10 +191,12 @@ def _action(mode: str, card: MembershipCard | None, today: date) -> str:
     status = card.effective_status(today) if card is not None else None
     if mode == "print":
         return "print" if status == "active" else "skip"
-    if status is None or (status == "expired" and mode == "issue"):
+    if status is None or (status == "expired" and mode in ("issue", "print_or_issue")):
         return "issue"  # issue_cards writes an overdue current card down as expired
     if status == "suspended":
         raise ServiceError(f"their card {card.card_number} is suspended; reactivate it first")
+    if mode == "print_or_issue":
+        return "print"  # an active card: printed as it is
     if mode == "issue":
         return "skip"  # already has an active card
     if card.card_type == "lifetime":

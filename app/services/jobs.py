@@ -1,4 +1,4 @@
-"""Background jobs: run long console work outside the request, with progress.
+"""Background jobs: long console and API work, run by `flask worker`, with progress.
 
 Usage::
 
@@ -6,45 +6,63 @@ Usage::
     def run_import(ctx: jobs.JobContext) -> dict:
         for batch in ...:
             ...write the batch...
-            db.session.commit()
-            ctx.progress(done, total, errors=n)
+            ctx.progress(done, total, errors=n)   # commits the batch with the heartbeat
         ctx.add_file("errors.csv", "text/csv", data)
         return {"created": 10}          # stored as job.result
 
     job = jobs.create_job(current_user, "members.import", {"path": ...}, title="Import members.csv")
     db.session.commit()
-    jobs.submit(job)                    # runs in a worker thread of this process
+    jobs.submit(job)                    # enqueued; a worker runs it (app/tasks/jobs.py)
 
-Handlers run with their own app context and session. ``progress()`` commits
-(it is the heartbeat too), so call it between units of work, never in the
-middle of one. A job whose heartbeat is older than JOB_STALE_SECONDS is shown
-as interrupted: a web process that restarts or dies never leaves a job
-"running" forever. Jobs must be safe to run again after an interruption.
+The ``jobs`` row is the record people see; the queue (app/queue.py) only
+carries "run job N" to a worker. Web processes never run jobs.
+
+Exactly one runner at a time: ``run`` claims the row with a compare-and-set
+(queued -> running, writing its owner id and a lease expiry), so a duplicate
+enqueue, a Huey retry or a second consumer finds nothing to claim and does
+nothing. ``JobContext.progress`` is the heartbeat: it extends the lease and
+commits the handler's work *only while the lease is still this runner's*; a
+runner whose lease was taken (it stalled past the lease and the job was
+re-queued) gets ``LeaseLost`` at its next heartbeat, its uncommitted work is
+rolled back, and it stops. So call ``progress()`` between units of work, at
+least once per JOB_STALE_SECONDS, never in the middle of one.
+
+A worker killed with SIGKILL, or a lost machine, stops beating. The reaper
+(``reap``: a periodic task, and once when a worker starts) puts a job whose
+lease ran out back on the queue, up to JOB_MAX_ATTEMPTS claims, then marks it
+failed with the reason; nobody has to press anything. Handlers resume from
+what they committed (their params or result), so a second run does not redo
+committed work.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-import re
-import shutil
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+import secrets
+import socket
+import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from flask import Flask, current_app
-from sqlalchemy import or_, select, update
+from flask import current_app
+from sqlalchemy import and_, or_, select, update
 
 from app.extensions import db
 from app.models import Job, JobFile
 from app.models.base import utcnow
+from app.services import storage
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
 HANDLERS: dict[str, Callable[["JobContext"], dict | None]] = {}
-_executors: dict[int, ThreadPoolExecutor] = {}
+
+
+class LeaseLost(Exception):
+    """This runner no longer holds the job (it was re-queued and maybe claimed again): stop, write nothing."""
 
 
 def handler(kind: str):
@@ -58,46 +76,60 @@ def handler(kind: str):
 
 
 def files_dir() -> Path:
-    path = Path(current_app.instance_path) / "job_files"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """A folder on this machine for a file a job is still writing; ``add_file`` moves it into the storage."""
+    return storage.scratch_dir("jobs")
 
 
 class JobContext:
     """What a running handler gets: its job's parameters and ways to report back."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, owner: str | None = None) -> None:
         self.job = job
         self.params: dict[str, Any] = dict(job.params or {})
+        self.owner = owner if owner is not None else job.lease_owner
 
     def progress(self, done: int, total: int | None = None, *, errors: int | None = None,
                  message: str | None = None) -> None:
-        """Record progress and beat the heart; commits the session."""
+        """Record progress and beat the heart; commits the session, or raises LeaseLost (rolled back)."""
         job = self.job
-        job.done = done
+        now = utcnow()
+        values: dict[str, Any] = {"done": done, "heartbeat_at": now, "lease_expires_at": lease_until(now)}
         if total is not None:
-            job.total = total
+            values["total"] = total
         if errors is not None:
-            job.errors = errors
+            values["errors"] = errors
         if message is not None:
-            job.message = message
-        job.heartbeat_at = utcnow()
+            values["message"] = message
+        db.session.flush()  # the handler's pending work goes in the same transaction as the check
+        beat = db.session.execute(
+            update(Job).where(Job.id == job.id, Job.state == "running", Job.lease_owner == self.owner)
+            .values(**values).execution_options(synchronize_session=False)
+        ).rowcount
+        if not beat:
+            db.session.rollback()
+            raise LeaseLost(f"job {job.id}: the lease of {self.owner} was taken")
         db.session.commit()
 
     def add_file(self, name: str, content_type: str, data: bytes | None = None,
                  source: str | os.PathLike | None = None) -> JobFile:
-        """Keep a file the job produced, from bytes or by moving a finished file in."""
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "file"
-        folder = files_dir() / str(self.job.id)
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / safe
+        """Keep a file the job produced, from bytes or by moving a finished file in (``source``: used up).
+
+        It goes to the file storage as ``jobs/<job id>/<name>``, so any node can
+        offer it for download. A job run again (after its worker died) that
+        adds a file of the same name replaces it instead of listing it twice.
+        """
+        safe = storage.safe_name(name)
+        key = f"jobs/{self.job.id}/{safe}"
         if source is not None:
-            shutil.move(os.fspath(source), target)
+            stored = storage.save(key, source, move=True, content_type=content_type)
         else:
-            target.write_bytes(data or b"")
-        row = JobFile(job=self.job, name=safe, content_type=content_type, size=target.stat().st_size,
-                      path=f"{self.job.id}/{safe}")
-        db.session.add(row)
+            stored = storage.save(key, io.BytesIO(data or b""), content_type=content_type)
+        row = db.session.scalar(select(JobFile).where(JobFile.job_id == self.job.id, JobFile.name == safe))
+        if row is None:
+            storage.discard_on_rollback(key)  # no row would name it
+            row = JobFile(job=self.job, name=safe, path=key)
+            db.session.add(row)
+        row.content_type, row.size, row.path = content_type, stored.size, key
         db.session.flush()
         return row
 
@@ -114,80 +146,164 @@ def create_job(actor, kind: str, params: dict[str, Any] | None = None, *, title:
     return job
 
 
-def run(job_id: int) -> Job:
-    """Run one job to the end in the current thread and app context."""
-    # Claimed by one UPDATE: two processes never both start it, and on SQLite a transaction
-    # that opens with a write waits for another writer (one that read first fails at once).
+def lease_until(now: datetime) -> datetime:
+    """When a lease taken or extended ``now`` runs out (JOB_STALE_SECONDS later)."""
+    return now + timedelta(seconds=current_app.config.get("JOB_STALE_SECONDS", 120))
+
+
+def runner_id() -> str:
+    """Who is running a job: host, process, thread, and a nonce (a recycled pid is someone else)."""
+    host = socket.gethostname()[:60]
+    return f"{host}:{os.getpid()}:{threading.get_ident()}:{secrets.token_hex(4)}"
+
+
+def claim(job_id: int, owner: str) -> bool:
+    """Take a queued job for ``owner`` by compare-and-set; False when someone else has it or it is over."""
+    # One UPDATE: two runners never both win, and on SQLite a transaction that opens with a
+    # write waits for another writer (one that read first would fail at once).
     now = utcnow()
     claimed = db.session.execute(
         update(Job).where(Job.id == job_id, Job.state.in_(("queued", "interrupted")))
-        .values(state="running", started_at=now, heartbeat_at=now, finished_at=None, message="")
+        .values(state="running", lease_owner=owner, lease_expires_at=lease_until(now),
+                attempts=Job.attempts + 1, started_at=now, heartbeat_at=now, finished_at=None, message="")
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
+    return bool(claimed)
+
+
+def run(job_id: int) -> Job | None:
+    """Run one job to the end in the current thread and app context, if it can be claimed.
+
+    Safe to call any number of times, from any number of workers: only the
+    claim's winner runs the handler; the others return at once.
+    """
+    owner = runner_id()
+    if not claim(job_id, owner):
+        return db.session.get(Job, job_id)
     job = db.session.get(Job, job_id)
-    if not claimed:
-        return job
+    kind = job.kind  # read now: after a failed flush the session can load nothing until rolled back
+    fn = HANDLERS.get(kind)
+    if fn is None:
+        _finish(job_id, owner, "failed", f"This worker cannot run jobs of kind {kind!r}.")
+        return db.session.get(Job, job_id)
     try:
-        result = HANDLERS[job.kind](JobContext(job))
+        result = fn(JobContext(job, owner))
+    except LeaseLost:
+        db.session.rollback()
+        log.warning("job %s (%s): lease lost to the reaper; stopped without finishing", job_id, kind)
+        return db.session.get(Job, job_id)
     except ServiceError as exc:
         db.session.rollback()
-        _finish(job_id, "failed", exc.message)
+        _finish(job_id, owner, "failed", exc.message)
     except Exception as exc:  # a bug or an outage: keep the message, log the trace
-        log.exception("job %s (%s) failed", job_id, job.kind)
         db.session.rollback()
-        _finish(job_id, "failed", f"Unexpected error: {exc}")
+        log.exception("job %s (%s) failed", job_id, kind)
+        _finish(job_id, owner, "failed", f"Unexpected error: {exc}")
     else:
-        _finish(job_id, "succeeded", None, result)
+        _finish(job_id, owner, "succeeded", None, result)
     return db.session.get(Job, job_id)
 
 
-def _finish(job_id: int, state: str, message: str | None, result: dict | None = None) -> None:
-    values: dict[str, Any] = {"state": state, "finished_at": utcnow(), "heartbeat_at": utcnow()}
+def _finish(job_id: int, owner: str, state: str, message: str | None, result: dict | None = None) -> bool:
+    """End the job, with the handler's last work, only if ``owner`` still holds it."""
+    now = utcnow()
+    values: dict[str, Any] = {"state": state, "finished_at": now, "heartbeat_at": now, "lease_expires_at": None}
     if message is not None:
         values["message"] = message
     if result is not None:
         values["result"] = result
-    # One UPDATE (not read-then-write), for the same SQLite reason as in run().
-    db.session.execute(update(Job).where(Job.id == job_id).values(**values)
-                       .execution_options(synchronize_session=False))
+    db.session.flush()
+    # One UPDATE (not read-then-write), for the same SQLite reason as in claim().
+    finished = db.session.execute(
+        update(Job).where(Job.id == job_id, Job.state == "running", Job.lease_owner == owner)
+        .values(**values).execution_options(synchronize_session=False)
+    ).rowcount
+    if not finished:
+        db.session.rollback()
+        log.warning("job %s: lease lost before it finished; its last step is discarded", job_id)
+        return False
     db.session.commit()
-
-
-def _run_in_app(app: Flask, job_id: int) -> None:
-    with app.app_context():
-        try:
-            run(job_id)
-        finally:
-            db.session.remove()
+    return True
 
 
 def submit(job: Job) -> None:
-    """Start a committed job: inline when JOBS_RUN_INLINE (tests, CLI), else in a worker thread."""
-    app = current_app._get_current_object()
-    if app.config.get("JOBS_RUN_INLINE"):
-        run(job.id)
-        return
-    executor = _executors.get(id(app))
-    if executor is None:
-        executor = _executors[id(app)] = ThreadPoolExecutor(
-            max_workers=app.config.get("JOBS_WORKERS", 2), thread_name_prefix="muster-job"
-        )
-    executor.submit(_run_in_app, app, job.id)
+    """Put a committed job on the queue (the caller committed: the worker must see the row)."""
+    enqueue(job.id)
 
 
-def mark_stale_interrupted() -> int:
-    """Jobs whose process stopped beating are interrupted; returns how many were marked."""
-    cutoff = utcnow() - timedelta(seconds=current_app.config.get("JOB_STALE_SECONDS", 120))
-    result = db.session.execute(
-        update(Job)
-        .where(Job.state.in_(("queued", "running")))
-        .where(or_(Job.heartbeat_at < cutoff, Job.heartbeat_at.is_(None) & (Job.created_at < cutoff)))
-        .values(state="interrupted", finished_at=utcnow(),
-                message="Interrupted: the process running it stopped. Start it again to finish.")
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount or 0
+def enqueue(job_id: int) -> None:
+    """Ask a worker to run job ``job_id``; enqueuing twice is harmless (one claim wins)."""
+    from app.tasks.jobs import run_job
+
+    run_job(job_id)
+
+
+def requeue(job: Job) -> Job:
+    """"Run again" for a failed or interrupted job: queued, with a fresh count of attempts (flushed)."""
+    if job.state not in ("failed", "interrupted"):
+        raise ServiceError("Only a job that failed or was interrupted can be started again.", status=409)
+    job.state, job.message, job.attempts, job.finished_at = "queued", "", 0, None
+    job.lease_owner = job.lease_expires_at = None
+    db.session.flush()
+    return job
+
+
+def _lease_ran_out(now: datetime):
+    """Running jobs nobody is beating for: the lease passed (or, from before leases, the heartbeat is old)."""
+    cutoff = now - timedelta(seconds=current_app.config.get("JOB_STALE_SECONDS", 120))
+    legacy = and_(Job.lease_expires_at.is_(None),
+                  or_(Job.heartbeat_at < cutoff, Job.heartbeat_at.is_(None) & (Job.created_at < cutoff)))
+    return and_(Job.state == "running", or_(Job.lease_expires_at < now, legacy))
+
+
+def reap() -> dict[str, list[int]]:
+    """Re-queue running jobs whose worker stopped beating; fail those out of attempts. Commits, then enqueues.
+
+    Each job is taken by its own compare-and-set (same owner, lease still
+    passed), so two reapers, or a worker that beats at the last moment, never
+    lose or double a job; enqueuing a job twice is harmless anyway.
+    """
+    now = utcnow()
+    limit = max(1, int(current_app.config.get("JOB_MAX_ATTEMPTS", 3)))
+    stale = db.session.execute(select(Job.id, Job.lease_owner, Job.attempts).where(_lease_ran_out(now))).all()
+    db.session.rollback()  # end the read: each change below is a short write of its own
+    done: dict[str, list[int]] = {"requeued": [], "failed": []}
+    for job_id, owner, attempts in stale:
+        owner_match = Job.lease_owner.is_(None) if owner is None else Job.lease_owner == owner
+        if attempts >= limit:
+            outcome = "failed"
+            values: dict[str, Any] = {
+                "state": "failed", "finished_at": now, "lease_expires_at": None,
+                "message": (f"Stopped: the worker running it stopped responding, {attempts} "
+                            f"time{'s' if attempts != 1 else ''} (the limit is {limit}). Last run by {owner or '?'}."),
+            }
+        else:
+            outcome = "requeued"
+            values = {"state": "queued", "lease_owner": None, "lease_expires_at": None,
+                      "message": f"The worker running it stopped responding; queued again "
+                                 f"(attempt {attempts + 1} of {limit})."}
+        changed = db.session.execute(
+            update(Job).where(Job.id == job_id, owner_match, _lease_ran_out(now)).values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+        if changed:
+            done[outcome].append(job_id)
+            log.warning("job %s: worker %s stopped beating; %s", job_id, owner, outcome)
+    for job_id in done["requeued"]:
+        enqueue(job_id)
+    return done
+
+
+def enqueue_waiting() -> list[int]:
+    """Enqueue every queued job again (a worker starting): covers a queue store that was lost or
+    a job committed while the queue was unreachable. Duplicates are no-ops (one claim wins)."""
+    ids = list(db.session.scalars(select(Job.id).where(Job.state == "queued").order_by(Job.id)))
+    db.session.rollback()
+    for job_id in ids:
+        enqueue(job_id)
+    return ids
 
 
 def visible_jobs(user):
@@ -200,5 +316,6 @@ def visible_jobs(user):
     return stmt.where(Job.created_by_id == user.id)
 
 
-def file_path(row: JobFile) -> Path:
-    return files_dir() / row.path
+def open_file(row: JobFile) -> storage.StoredStream:
+    """A job's file as a stream, for a download whose access was checked (``StoredFileMissing``: a 404)."""
+    return storage.open(row.path)

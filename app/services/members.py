@@ -7,7 +7,6 @@ log. Input arrives as plain values, from forms, the API or imports alike.
 
 from __future__ import annotations
 
-import io
 import re
 from datetime import date, datetime
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import func, select
 
 from app.database import newest_ids_page
@@ -24,7 +22,6 @@ from app.models import (
     GENDERS,
     MEMBER_STATUSES,
     Member,
-    MemberPhoto,
     MemberStatusChange,
     Tag,
     Unit,
@@ -35,6 +32,7 @@ from app.services import audit
 from app.services.counters import allocate
 from app.services.errors import DuplicateError, ServiceError
 from app.services.inputs import unit_id_value
+from app.services.member_photos import remove_photo, set_photo  # noqa: F401  (photos live there; named here too)
 from app.services.validation import FieldErrors
 
 # Allowed status changes. Deceased is final; expelled members may only re-apply (pending).
@@ -373,46 +371,6 @@ def restore_member(actor, member: Member) -> None:
     member.deleted_by_id = None
     db.session.flush()
     audit.record(actor, "member.restore", member, summary=f"Restored {member.full_name}")
-
-
-# --- photos ---------------------------------------------------------------------------
-
-
-def set_photo(actor, member: Member, raw: bytes) -> MemberPhoto:
-    """Store a member's photo: JPEG or PNG by content, re-encoded and resized.
-
-    Re-encoding drops anything hidden in the upload (metadata, trailing data)
-    and keeps photos small enough for cards and lists.
-    """
-    authorize(actor, "members.update", member, message="You may not change members here.")
-    max_bytes = current_app.config["PHOTO_MAX_BYTES"]
-    if not raw:
-        raise ServiceError("The photo file is empty.", field="photo")
-    if len(raw) > max_bytes:
-        raise ServiceError(f"The photo is too large ({max_bytes // 1024 // 1024} MB at most).", field="photo")
-    try:
-        with Image.open(io.BytesIO(raw)) as probe:
-            kind = probe.format
-            probe.verify()
-        if kind not in ("JPEG", "PNG"):
-            raise ServiceError("The photo must be a JPEG or PNG image.", field="photo")
-        with Image.open(io.BytesIO(raw)) as img:
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            side = current_app.config["PHOTO_MAX_PIXELS"]
-            img.thumbnail((side, side))
-            out = io.BytesIO()
-            img.save(out, "JPEG", quality=85, optimize=True)
-            width, height = img.size
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError):
-        raise ServiceError("The photo must be a JPEG or PNG image.", field="photo") from None
-    photo = member.photo or MemberPhoto(member=member)
-    photo.content = out.getvalue()
-    photo.content_type = "image/jpeg"
-    photo.width, photo.height = width, height
-    db.session.add(photo)
-    db.session.flush()
-    audit.record(actor, "member.photo", member, summary=f"New photo for {member.full_name}")
-    return photo
 
 
 # --- figures (dashboard, reports) -----------------------------------------------------

@@ -1,19 +1,30 @@
 """Demo data: a small but realistic organisation to explore the app with.
 
-Idempotent: each part is created only when missing, so running it again (as
-`make run` does on every start) never duplicates anything.
+Geography, members, the demo logins, events (past ones with registrations and
+door check-ins, upcoming ones with registrations, some full with a waiting
+list) and cards for most active members.
+
+Idempotent: each part is created only when its table is empty (units,
+members, events, cards; logins by email), so running it again (as
+`make run` does on every start) never duplicates anything. Events and cards
+go through the same services as the console, with the system as the actor
+(``None``), and in bulk where the services allow it (``cards.issue_cards``
+allocates every number in one block; one ``mark_no_shows`` call for all
+finished events). Each part draws from its own seeded random generator, so
+what it creates does not depend on which parts already existed.
 """
 
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Member, Unit, User
-from app.services import geo, members, rbac
+from app.models import Event, Member, MembershipCard, Unit, User
+from app.models.base import utcnow
+from app.services import cards, events, geo, members, rbac
 from app.services.auth import hash_password
 
 DEMO_PASSWORD = "demo-password"
@@ -85,6 +96,114 @@ def _members(wards: list[Unit], count: int, rng: random.Random) -> None:
     db.session.flush()
 
 
+# --- events ------------------------------------------------------------------------------
+# (title, type, days from today (negative: past), capacity, registrations wanted, share who came).
+# Provinces hold both of theirs; constituencies and the sampled wards one each, past and upcoming
+# in turn; the coordinator's ward (where member@demo.test lives) both of the ward's.
+PROVINCE_EVENTS = [
+    ("{name} provincial rally", "rally", -24, None, 30, 0.75),  # walk-ins admitted too
+    ("{name} provincial conference", "meeting", 18, 24, 28, 0),  # full: a waiting list of four
+]
+CONSTITUENCY_EVENTS = [
+    ("{name} constituency meeting", "meeting", -10, None, 14, 0.7),
+    ("{name} organisers' training", "training", 9, 20, 10, 0),
+]
+WARD_EVENTS = [
+    ("{name} monthly meeting", "meeting", -6, None, 8, 0.8),
+    ("{name} community clean-up", "social", 5, 6, 8, 0),  # full: a waiting list of two
+]
+VENUES = ["Civic centre", "Community hall", "Primary school", "Church hall", "Market square", "Youth centre"]
+
+
+def _event(unit: Unit, plan: tuple, start: datetime, rng: random.Random) -> tuple[Event, int, float]:
+    title, kind, _days, capacity, wanted, came = plan
+    event = events.create_event(None, {
+        "title": title.format(name=unit.name), "event_type": kind, "unit_id": unit.id,
+        "start_at": start, "end_at": start + timedelta(hours=3), "capacity": capacity,
+        "venue": rng.choice(VENUES), "location": unit.name, "status": "upcoming",
+        "walk_ins_allowed": kind == "rally",
+        "description": f"Open to members of {unit.name} and the units below it.",
+    })
+    return event, wanted, came
+
+
+def _events(wards: list[Unit], portal_member: Member | None, rng: random.Random) -> None:
+    """Published events at three levels, past ones with registrations and check-ins, upcoming ones filling up.
+
+    Only when there are no events yet. Registrations and check-ins are made
+    with the times they would have had (``now=``), so past events went
+    through the same rules as live ones; members who registered and never
+    came become no-shows.
+    """
+    if db.session.scalar(select(func.count()).select_from(Event)):
+        return
+    units = list(db.session.scalars(select(Unit).order_by(Unit.path)))
+    if not units or not wards:
+        return
+    ward_level = wards[0].level
+    # Active members, loaded once; their units are all in the session already (``units``), so the
+    # area rule reading ``member.unit.path`` for every registration costs no query.
+    people = list(db.session.scalars(
+        select(Member).where(Member.status == "active", Member.deleted_at.is_(None)).order_by(Member.id)
+    ))
+    today = utcnow().replace(hour=9, minute=0, second=0, microsecond=0)
+    plans: list[tuple[Unit, tuple]] = [(unit, plan) for unit in units if unit.level == 0 for plan in PROVINCE_EVENTS]
+    constituencies = [unit for unit in units if unit.level == ward_level - 1]
+    plans += [(unit, CONSTITUENCY_EVENTS[i % 2]) for i, unit in enumerate(constituencies)]
+    plans += [(wards[0], plan) for plan in WARD_EVENTS]
+    plans += [(ward, WARD_EVENTS[i % 2]) for i, ward in enumerate(wards[4::5])]
+    for unit, plan in plans:
+        start = today + timedelta(days=plan[2] + rng.randrange(-2, 3), hours=rng.choice([0, 1, 5, 8]))
+        event, wanted, came = _event(unit, plan, start, rng)
+        area = [p for p in people if p.unit.path.startswith(unit.path)]
+        chosen = rng.sample(area, min(wanted, len(area)))
+        if portal_member is not None and portal_member in area and portal_member not in chosen:
+            chosen[:1] = [portal_member]  # member@demo.test meets a living My events page
+        past = start < utcnow()
+        opened = (start - timedelta(days=12)) if past else utcnow() - timedelta(days=3)
+        for i, person in enumerate(chosen):
+            events.register(None, event, person, source="self" if i % 3 else "staff",
+                            now=opened + timedelta(minutes=7 * i))
+        if not past:
+            continue
+        door = start + timedelta(minutes=20)
+        for i, person in enumerate(p for p in chosen if p is portal_member or rng.random() < came):
+            events.check_in(None, event, member_id=person.id, gate="Main gate" if i % 2 else "Side gate",
+                            now=door + timedelta(seconds=41 * i))
+        if event.walk_ins_allowed:
+            for i, person in enumerate([p for p in area if p not in chosen][:3]):
+                events.check_in(None, event, member_id=person.id, gate="Main gate",
+                                now=door + timedelta(minutes=30 + i))
+    events.mark_no_shows(None)  # every finished event at once: who registered and never came
+
+
+# --- cards -------------------------------------------------------------------------------
+
+
+def _cards(portal_member: Member | None, rng: random.Random) -> None:
+    """Cards for most (about 85%) active members, a few premium and lifetime; two lost and reissued.
+
+    Only when there are no cards yet. The portal's demo member always has one.
+    """
+    if db.session.scalar(select(func.count()).select_from(MembershipCard)):
+        return
+    active = list(db.session.scalars(
+        select(Member).where(Member.status == "active", Member.deleted_at.is_(None)).order_by(Member.id)
+    ))
+    chosen = [m for m in active if m is portal_member or rng.random() < 0.85]
+    by_type: dict[str, list[Member]] = {"standard": [], "premium": [], "lifetime": []}
+    for member in chosen:
+        pick = rng.random()
+        kind = "lifetime" if pick < 0.03 else "premium" if pick < 0.12 else "standard"
+        by_type["standard" if member is portal_member else kind].append(member)  # the portal shows an expiry
+    issued: list[MembershipCard] = []
+    for kind, holders in by_type.items():
+        if holders:
+            issued += cards.issue_cards(None, holders, kind, reason="Demo data")
+    for card in [c for c in issued if c.member is not portal_member][:2]:
+        cards.reissue_card(None, card, "Reported lost")
+
+
 def _user(email: str, role: str, unit: Unit | None = None, member: Member | None = None) -> User:
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None:
@@ -111,10 +230,16 @@ def seed_demo(member_count: int = 2000, seed: int = 20261120) -> dict:
     if db.session.scalar(select(User).where(User.email == "member@demo.test")) is None and portal_member is not None:
         if db.session.scalar(select(User).where(User.member_id == portal_member.id)) is None:
             _user("member@demo.test", "member", None, portal_member)
+    portal_login = db.session.scalar(select(User).where(User.email == "member@demo.test"))
+    portal_member = portal_login.member if portal_login is not None else None
+    _events(wards, portal_member, random.Random(seed + 1))
+    _cards(portal_member, random.Random(seed + 2))
     db.session.flush()
     return {
         "password": DEMO_PASSWORD,
         "logins": ["superadmin@demo.test", "admin@demo.test", "coordinator@demo.test", "member@demo.test"],
         "coordinator_ward": f"{coordinator_ward.name} ({coordinator_ward.code})",
         "members": db.session.scalar(select(func.count()).select_from(Member)),
+        "events": db.session.scalar(select(func.count()).select_from(Event)),
+        "cards": db.session.scalar(select(func.count()).select_from(MembershipCard)),
     }

@@ -9,7 +9,6 @@ can be discarded from the console to make room.
 from __future__ import annotations
 
 import io
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,15 +19,17 @@ from app.extensions import db
 from app.models import ImportUpload
 from app.models.base import utcnow
 from app.services import imports as svc
+from app.services import storage
 from app.services.errors import ServiceError
 from tests.conftest import csrf_token_from, login
+from tests.storage_fixtures import object_keys
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 @pytest.fixture(autouse=True)
-def _uploads_in_tmp(app, tmp_path, monkeypatch):
-    monkeypatch.setitem(app.config, "IMPORT_UPLOAD_DIR", str(tmp_path / "uploads"))
+def _uploads_in_tmp(app, local_storage, monkeypatch):
+    """Uploads go to a fresh storage folder (files_kept counts them there)."""
     monkeypatch.setitem(app.config, "IMPORT_PENDING_MAX", 2)
 
 
@@ -37,8 +38,8 @@ def save(actor, name="members_utf8.csv"):
         return svc.save_upload(actor, fh, name)
 
 
-def files_kept(tmp_path) -> int:
-    return len(os.listdir(tmp_path / "uploads"))
+def files_kept(_tmp_path=None) -> int:
+    return len([key for key in object_keys(storage.backend()) if key.startswith("imports/")])
 
 
 def test_the_upload_past_the_quota_is_refused(tree, staff, tmp_path):
@@ -50,6 +51,7 @@ def test_the_upload_past_the_quota_is_refused(tree, staff, tmp_path):
     assert files_kept(tmp_path) == 2
     save(staff["admin"])  # the quota is per person
     svc.discard_upload(staff["coordinator"], first)
+    db.session.commit()  # its file is deleted with the commit
     assert first.stored_name == "" and files_kept(tmp_path) == 2
     save(staff["coordinator"])  # discarding made room
 

@@ -175,13 +175,10 @@ def test_qr_png_and_svg(as_admin, people, app):
     assert_error(as_admin.get(f"/cards/{card.id}/qr?format=gif"), 422, "format")
 
 
-def test_qr_uses_the_public_url(as_admin, people, app):
+def test_qr_uses_the_public_url(as_admin, people, app, monkeypatch):
     card = cards.issue_card(None, people["w1"])
-    app.config["PUBLIC_URL"] = "https://cards.example.org"
-    try:
-        image = Image.open(io.BytesIO(as_admin.get(f"/cards/{card.id}/qr").data))
-    finally:
-        app.config["PUBLIC_URL"] = None
+    monkeypatch.setitem(app.config, "PUBLIC_URL", "https://cards.example.org")
+    image = Image.open(io.BytesIO(as_admin.get(f"/cards/{card.id}/qr").data))
     import zxingcpp
 
     assert zxingcpp.read_barcodes(image)[0].text.startswith("https://cards.example.org/verify/")

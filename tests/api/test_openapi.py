@@ -8,6 +8,8 @@ none goes unchecked.
 
 from __future__ import annotations
 
+import io
+
 import re
 from datetime import timedelta
 from types import SimpleNamespace
@@ -90,7 +92,9 @@ def test_operations_have_responses_and_public_ones_are_marked(client):
             assert public == ((path, method) in {("/auth/token", "post"), ("/openapi.json", "get"),
                                                 ("/cards/verify", "post"), ("/", "get")})
             if method in ("post", "put"):
-                assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                (media, body), = op["requestBody"]["content"].items()  # a JSON body, or an upload's form
+                assert media == ("multipart/form-data" if path == "/members/imports" else "application/json")
+                assert body["schema"]["$ref"]
 
 
 def _refs(node) -> list[str]:
@@ -122,7 +126,8 @@ def test_every_operation_answers_as_documented(api, as_super, staff, tree, make_
     called: set[tuple[str, str]] = set()
 
     def call(method: str, template: str, status: int, **kwargs):
-        response = as_super.request(method.upper(), template.format(**kwargs.pop("ids", {})), **kwargs)
+        client = kwargs.pop("client", as_super)
+        response = client.request(method.upper(), template.format(**kwargs.pop("ids", {})), **kwargs)
         assert response.status_code == status, (method, template, response.get_data(as_text=True)[:300])
         called.add((method, template))
         return response.get_json(silent=True)
@@ -186,11 +191,32 @@ def test_every_operation_answers_as_documented(api, as_super, staff, tree, make_
     call("get", "/cards/{card_id}/pdf", 200, ids=ids)
     call("get", "/members/{member_id}/card", 200, ids=ids)
     call("post", "/members/{member_id}/card/renew", 200, ids=ids)
+    # self-service, as the member themselves (the super admin has no member record of their own)
+    make_user("tour-member@test.org", "member", member=member)
+    mine = {"client": api.login("tour-member@test.org")}
+    call("get", "/me", 200, **mine)
+    call("patch", "/me", 200, json={"address": "Tour street"}, **mine)
+    call("get", "/me/card", 200, **mine)
+    call("get", "/me/card/qr", 200, query_string={"format": "svg"}, **mine)
+    call("get", "/me/card/pdf", 200, **mine)
+    call("get", "/me/events", 200, query_string={"when": "all"}, **mine)
+    own = as_super.post("/events", json={"title": "Own", **times, **unit, "status": "upcoming"}).get_json()
+    assert mine["client"].post(f"/events/{own['id']}/register").status_code == 201
+    call("delete", "/events/{event_id}/register", 200, ids={"event_id": own["id"]}, **mine)
     token_of_card = cards.card_token(cards.current_card(member))
     called.add(("post", "/cards/verify"))
     assert api.post("/cards/verify", json={"token": token_of_card}).get_json()["status"] == "valid"
     new_card = call("post", "/cards/{card_id}/reissue", 201, ids=ids, json={"reason": "lost"})
     call("delete", "/cards/{card_id}", 200, ids={"card_id": new_card["id"]}, json={"reason": "tour"})
+    # long work: an import and a print run answer 202 with their job (the queue is immediate here)
+    upload = {"file": (io.BytesIO(b"first_name,last_name,ward\nTour,Import,W1\n"), "tour.csv"),
+              "default_unit_id": str(tree["w1"].id)}
+    imported = call("post", "/members/imports", 202, data=upload, content_type="multipart/form-data")
+    call("get", "/jobs/{job_id}", 200, ids={"job_id": imported["job"]["id"]})
+    printed = call("post", "/cards/print", 202, json={"member_ids": [member.id]})
+    name = as_super.get(f"/jobs/{printed['job']['id']}").get_json()["job"]["files"][0]["name"]
+    called.add(("get", "/jobs/{job_id}/files/{name}"))
+    assert as_super.get(f"/jobs/{printed['job']['id']}/files/{name}").status_code == 200
     # last: members and the token itself
     call("delete", "/members/{member_id}", 204, ids={"member_id": new["id"]})
     call("delete", "/auth/token", 204)

@@ -48,7 +48,7 @@ def test_the_console_menu_links_to_the_reference(client, staff):
 
 
 def test_console_and_portal_keep_html_error_pages(client, staff):
-    for path in ("/no-such-page", "/login/no-such-page", "/verify/"):
+    for path in ("/no-such-page", "/login/no-such-page", "/admin/no-such-page"):
         response = client.get(path)
         assert response.status_code == 404 and response.mimetype == "text/html", path
     login(client, "super@test.org")

@@ -1,4 +1,4 @@
-"""A card batch runs in the worker pool while its job page follows the HTMX progress bar to the end.
+"""A card batch runs in a real queue consumer while its job page follows the HTMX progress bar to the end.
 
 The batch is held at two of its progress reports, so the page is seen at
 0% and at 50% while the job is running, then finished with its PDF link,
@@ -11,6 +11,7 @@ import time
 import pytest
 from sqlalchemy import select
 
+from app import queue
 from app.extensions import db
 from app.models import Job
 from app.services import jobs
@@ -20,9 +21,8 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture()
-def held_progress(committing_app, monkeypatch):
-    """Runs jobs in the real worker pool; the worker stops after its first reports until each is released."""
-    monkeypatch.setitem(committing_app.config, "JOBS_RUN_INLINE", False)
+def held_progress(committing_app, monkeypatch, tmp_path):
+    """Runs jobs in a real consumer (SqliteHuey file); the worker stops after its first reports until released."""
     holds = [threading.Event(), threading.Event()]
     calls = {"n": 0}
     report = jobs.JobContext.progress
@@ -34,17 +34,23 @@ def held_progress(committing_app, monkeypatch):
             holds[index].wait(timeout=30)
 
     monkeypatch.setattr(jobs.JobContext, "progress", held)
-    try:
-        yield holds
-    finally:
-        for hold in holds:
-            hold.set()
-        deadline = time.monotonic() + 20  # let the worker finish before the tables are wiped
-        while time.monotonic() < deadline:
-            db.session.rollback()
-            if not db.session.scalar(select(Job.id).where(Job.state.in_(("queued", "running")))):
-                break
-            time.sleep(0.05)
+    with queue.using(f"sqlite:///{tmp_path}/queue.db", tmp_path, app=committing_app), queue.running_consumer(1):
+        try:
+            yield holds
+        finally:
+            for hold in holds:
+                hold.set()
+            _wait_for_jobs()
+
+
+def _wait_for_jobs() -> None:
+    """Let the consumer finish before the tables are wiped."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        db.session.rollback()
+        if not db.session.scalar(select(Job.id).where(Job.state.in_(("queued", "running")))):
+            break
+        time.sleep(0.05)
 
 
 def test_job_page_follows_a_running_batch_to_its_download(live_server, page, tree, staff, make_member,

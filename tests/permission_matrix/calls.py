@@ -40,6 +40,7 @@ def add_jobs(world, principal: str) -> None:
         jobs.run(job.id)
         world[side]["job"] = job.id
         world[side]["job_file"] = db.session.get(Job, job.id).files[0].id
+        world[side]["job_file_name"] = db.session.get(Job, job.id).files[0].name
 
 
 def add_uploads(world, principal: str) -> None:
@@ -72,7 +73,7 @@ def fill(value: Any, values: dict[str, Any]) -> Any:
 
 
 class Caller:
-    """Signs one principal in (session for the console, bearer token for the API) and calls rows."""
+    """Signs one principal in (session for the console and the portal, bearer token for the API) and calls rows."""
 
     def __init__(self, client, principal: str) -> None:
         self.client = client
@@ -100,11 +101,16 @@ class Caller:
     def call(self, row, values: dict[str, Any]):
         path = row.path.format(**values)
         body = row.body(values) if callable(row.body) else {k: fill(v, values) for k, v in row.body.items()}
-        if not row.console:
+        if row.api:
             headers = {"Authorization": f"Bearer {self.token()}"} if self.email else {}
             db.session.commit()
+            if any(isinstance(value, Upload) for value in body.values()):  # a multipart upload (imports)
+                data = {k: (io.BytesIO(v.content), v.filename) if isinstance(v, Upload) else str(v)
+                        for k, v in body.items()}
+                return self.client.open(path, method=row.method, headers=headers, data=data,
+                                        content_type="multipart/form-data")
             return self.client.open(path, method=row.method, headers=headers,
-                                    json=body if row.method in ("POST", "PUT") else None)
+                                    json=body if row.method in ("POST", "PUT", "PATCH") else None)
         self.sign_in()
         if row.method != "POST":
             db.session.commit()
@@ -129,7 +135,7 @@ def verdict(response, row) -> Any:
         return code
     if row.form and row.method == "POST":
         return "ok" if redirect else ("form" if code in (200, 400, 422) else code)
-    if code in (200, 201, 204) or redirect:
+    if code in (200, 201, 202, 204) or redirect:
         return "ok"
     return code
 

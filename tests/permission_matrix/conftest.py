@@ -1,5 +1,10 @@
 """The matrix's world: the principals of ``rules.PRINCIPALS`` and, for each side, one object of every kind.
 
+Principals with a member record of their own (``member_of``) have a card and
+are registered for their ward's event (the ``in`` side's), so the
+self-service rows (``/me/card``, cancelling one's registration) have
+something of theirs to act on.
+
 Sides: ``in`` lies in ward W1 (the coordinators' ward), ``near`` in ward W2
 (same province P1, another ward), ``out`` in ward W4 (province P2). Jobs and
 uploads are made per test (``calls.add_jobs``/``add_uploads``): the
@@ -28,8 +33,9 @@ from app.models.base import utcnow
 from app.services import cards as card_service
 from app.services import events as event_service
 from app.services import geo, rbac
-from app.services import imports as import_service
+from app.services import mail as mail_service
 from app.services import members as member_service
+from app.services import storage
 from app.services.auth import hash_password
 from tests.conftest import PASSWORD, wipe_tables
 from tests.permission_matrix.calls import CSV, PDF
@@ -71,9 +77,13 @@ class _Builder:
 def _build() -> dict[str, Any]:
     rbac.create_role(None, READER_ROLE[0], "Reads across an area", READER_ROLE[1])
     make = _Builder()
+    own_members = []  # the principals' own member records: each gets a card (self-service rows read it)
     for principal in PRINCIPALS.values():
         if principal.email is not None:
-            make.user(principal.email, principal.roles, principal.member_of)
+            user = make.user(principal.email, principal.roles, principal.member_of)
+            if user.member is not None:
+                card_service.issue_card(None, user.member)
+                own_members.append(user.member)
     photo = _photo()
     roles = {name: rbac.role_by_name(name).id for name in ("member", "ward_coordinator")}
     matrix_role = rbac.create_role(None, "matrix_role", "", ["members.read"])
@@ -92,8 +102,14 @@ def _build() -> dict[str, Any]:
             "title": f"Matrix event {side}", "start_at": utcnow() - timedelta(hours=1),
             "end_at": utcnow() + timedelta(hours=3), "unit_id": ward.id, "status": "upcoming"})
         event_service.register(None, event, member)
+        for own in own_members:  # principals are registered where they may be (their ward's event)
+            if own.unit_id == ward.id:
+                event_service.register(None, event, own)
         agenda = event_service.add_attachment(None, event, "agenda.pdf", PDF)
         card = card_service.issue_card(None, member)
+        # A failed message about the side's member (so Retry has something to do).
+        message = mail_service.send_mail("test", f"{side}@example.org", {"sent_at": "matrix"}, member=member)
+        message.status, message.reason = "failed", "550 matrix"
         sides[side] = {
             "tag": side.upper(), "member": member.id, "deleted_member": deleted.id,
             "unit": ward.id, "unit_parent": ward.parent_id, "unit_name": ward.name, "unit_code": ward.code,
@@ -101,6 +117,7 @@ def _build() -> dict[str, Any]:
             "empty_unit": make.units[SIDE_UNITS["empty_unit"][side]].id,
             "user": user.id, "assignment": user.assignments[0].id, "entry": entry.id,
             "event": event.id, "attachment": agenda.id, "card": card.id, "cardless": make.member(ward_key).id,
+            "mail": message.id,
             "role": matrix_role.id, "member_role": roles["member"], "coord_role": roles["ward_coordinator"],
             "csv_file": Upload("members.csv", CSV.read_bytes()), "pdf_file": Upload("minutes.pdf", PDF),
         }
@@ -136,4 +153,4 @@ def _remove_upload_files(app):
     yield
     for upload in db.session.scalars(select(ImportUpload)):
         if upload.stored_name:
-            import_service.upload_path(upload).unlink(missing_ok=True)
+            storage.delete(upload.stored_name)

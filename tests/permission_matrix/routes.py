@@ -6,11 +6,14 @@ paths and bodies (``{member}``, ``{unit}``, ``{tag}``...) are filled from the
 world fixture's objects for the side being tried (see ``conftest.py``).
 
 ``needs``: the permission the action takes ("console": any staff; "api": any
-signed-in caller). ``obj``: the kind of object the URL (or, with ``in_body``,
-the body) names. ``reads``: what makes that object visible (default: the
-resource's ``.read``). ``global_only``: objects of no unit (roles) need the
-permission everywhere. ``form``: a console form, where success is a redirect
-and a re-rendered page means refused.
+signed-in caller; "public": anyone, signed in or not). ``obj``: the kind of
+object the URL (or, with ``in_body``, the body) names. ``reads``: what makes
+that object visible (default: the resource's ``.read``). ``global_only``:
+objects of no unit (roles) need the permission everywhere. ``form``: a
+console form, where success is a redirect and a re-rendered page means
+refused. ``own``: self-service (the member portal, ``/api/v1/me``): the
+route acts on the caller's own member record only, so a login without one
+gets 404, and an event it names must be open to the caller as a member.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Row:
     global_only: bool = False
     in_body: bool = False
     form: bool = False
+    own: bool = False
 
     def __post_init__(self) -> None:
         if not self.reads:
@@ -56,6 +60,10 @@ class Row:
     @property
     def console(self) -> bool:
         return self.path.startswith("/admin")
+
+    @property
+    def api(self) -> bool:
+        return self.path.startswith("/api/")
 
 
 def _mapping_form(values: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +141,15 @@ ROWS = [
     Row("jobs.progress", "GET", "/admin/jobs/{job}/progress", "console", "job"),
     Row("jobs.download", "GET", "/admin/jobs/{job}/files/{job_file}", "console", "job"),
     Row("jobs.retry", "POST", "/admin/jobs/{job}/retry", "console", "job"),
+    # --- console: outgoing mail (a message lies in its member's unit; sending needs members.update;
+    # a test email concerns no member, so it needs members.update everywhere)
+    Row("mail.index", "GET", "/admin/mail/", "members.read"),
+    Row("mail.details", "GET", "/admin/mail/{mail}", "members.read", "mail"),
+    Row("mail.html", "GET", "/admin/mail/{mail}/html", "members.read", "mail"),
+    Row("mail.retry", "POST", "/admin/mail/{mail}/retry", "members.update", "mail"),
+    Row("mail.send_test", "GET", "/admin/mail/test", "members.update", global_only=True),
+    Row("mail.send_test", "POST", "/admin/mail/test", "members.update", body={"to": "matrix@example.org"},
+        global_only=True, form=True),
     # --- console: imports (an upload is its owner's, or any global importer's)
     Row("imports.index", "GET", "/admin/imports/", "members.create"),
     Row("imports.index", "POST", "/admin/imports/", "members.create",
@@ -235,6 +252,13 @@ ROWS = [
     Row("api.checkin", "POST", "/api/v1/events/{event}/checkin", "events.update", "event",
         {"member_id": "{member}", "nonce": "matrix-1"}),
     Row("api.member_events", "GET", "/api/v1/members/{member}/events", "members.read", "member"),
+    # --- API: long work (202 + Location) and its jobs (the starter's, or any for super admins)
+    Row("api.start_member_import", "POST", "/api/v1/members/imports", "members.create",
+        body={"file": "{csv_file}"}),
+    Row("api.print_cards", "POST", "/api/v1/cards/print", "cards.create", "unit", {"unit_id": "{unit}"},
+        in_body=True),
+    Row("api.get_job", "GET", "/api/v1/jobs/{job}", "api", "api_job"),
+    Row("api.get_job_file", "GET", "/api/v1/jobs/{job}/files/{job_file_name}", "api", "api_job"),
     # --- API: membership cards
     Row("api.list_cards", "GET", "/api/v1/cards", "cards.read"),
     Row("api.create_card", "POST", "/api/v1/cards", "cards.create", "cardless", {"member_id": "{cardless}"},
@@ -248,13 +272,31 @@ ROWS = [
     Row("api.card_pdf_file", "GET", "/api/v1/cards/{card}/pdf", "cards.read", "card"),
     Row("api.member_card", "GET", "/api/v1/members/{member}/card", "cards.read", "member"),
     Row("api.renew_member_card", "POST", "/api/v1/members/{member}/card/renew", "cards.update", "member"),
+    # --- API: self-service (the caller's own record; events open to them as a member)
+    Row("api.get_me", "GET", "/api/v1/me", "profile.read_own", own=True),
+    Row("api.update_me", "PATCH", "/api/v1/me", "profile.update_own", body={"address": "Matrix street"}, own=True),
+    Row("api.my_card", "GET", "/api/v1/me/card", "cards.read_own", own=True),
+    Row("api.my_card_qr", "GET", "/api/v1/me/card/qr", "cards.read_own", own=True),
+    Row("api.my_card_pdf", "GET", "/api/v1/me/card/pdf", "cards.read_own", own=True),
+    Row("api.my_events", "GET", "/api/v1/me/events", "events.register", own=True),
+    Row("api.cancel_my_registration", "DELETE", "/api/v1/events/{event}/register", "events.register", "event",
+        own=True),
+    # --- the member portal (self-service pages; "/" is a landing page for anyone)
+    Row("portal.home", "GET", "/", "public"),
+    Row("portal.card", "GET", "/card", "cards.read_own", own=True),
+    Row("portal.card_qr", "GET", "/card/qr.png", "cards.read_own", own=True),
+    Row("portal.card_pdf_file", "GET", "/card/pdf", "cards.read_own", own=True),
+    Row("portal.events", "GET", "/events", "events.register", own=True),
+    Row("portal.event", "GET", "/events/{event}", "events.register", "event", own=True),
+    Row("portal.register", "POST", "/events/{event}/register", "events.register", "event", own=True),
+    Row("portal.cancel", "POST", "/events/{event}/cancel", "events.register", "event", own=True),
 ]
 
 # Anyone may call these (they are tested in their own modules).
 PUBLIC = {("api.issue_token", "POST"), ("api.openapi_document", "GET"), ("api.verify_card", "POST"),
           ("api.index", "GET"), ("api_reference.reference", "GET")}
-# Outside the matrix: the member portal, sign-in, the public verification page, static files.
-EXCLUDED_BLUEPRINTS = {"portal", "auth", "verify"}
+# Outside the matrix: sign-in, the public verification pages (the QR's and the /verify/ index), static files.
+EXCLUDED_BLUEPRINTS = {"auth", "verify", "verify_index"}
 EXCLUDED_ENDPOINTS = {"static", "admin.static"}
 
 # Flask-Admin's built-in routes that this console switches off: they must never act.

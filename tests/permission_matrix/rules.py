@@ -21,7 +21,9 @@ table in ``routes.py`` follows it:
 
 Self-service permissions (the global ``member`` role) reach the actor's own
 records and the published events open to their unit and its ancestors; they
-never widen a staff scope.
+never widen a staff scope. Self-service routes (the member portal and
+``/api/v1/me``; ``own`` rows) follow ``expected_own``: anonymous callers go to
+the login page (401 in the API), a login without a member record gets 404.
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ SIDE_UNITS: dict[str, dict[str, str]] = {
     "branch": {"in": "c1", "near": "c2", "out": "c3"},  # a parent for a new unit
     "empty_unit": {"in": "e_in", "near": "e_near", "out": "e_out"},  # deletable
     "job": {"in": "", "out": ""},
+    "api_job": {"in": "", "out": ""},
     "upload": {"in": "", "out": ""},
 }
 
@@ -141,6 +144,8 @@ def sees(p: Principal, reads: str, obj: str, side: str) -> bool:
     """May ``p`` see this object at all (the ``reads`` permission over its unit, or ownership)?"""
     if obj == "job":  # own jobs, or all of them for global report readers
         return side == "in" or p.everywhere("reports.read")
+    if obj == "api_job":  # the API: own jobs, or all of them for super admins (``*`` everywhere)
+        return side == "in" or p.everywhere("*")
     if obj == "upload":  # own uploads, or all of them for global importers
         return side == "in" or p.everywhere("members.create")
     unit = SIDE_UNITS.get(obj, WARD_SIDES)[side]
@@ -149,11 +154,32 @@ def sees(p: Principal, reads: str, obj: str, side: str) -> bool:
     return p.covers(reads, unit)
 
 
+def expected_own(p: Principal, row, side: str):
+    """Self-service rows: the caller's own record, and events open to them as a member.
+
+    A login without a member record has no "own" anything: 404 (before any
+    permission is asked, so staff and members answer alike). A member
+    without the permission: 403. An event is theirs to use when it is open
+    to their unit (the world's events are published): others answer 404.
+    """
+    if p.member_of is None:
+        return 404
+    if not p.holds(row.needs):
+        return 403
+    if row.obj is None:
+        return "ok"
+    return "ok" if p.event_open_to_me(SIDE_UNITS.get(row.obj, WARD_SIDES)[side]) else 404
+
+
 def expected(name: str, row, side: str):
     """The answer ``name`` must get from ``row`` on the object of ``side``: 401/403/404/422, "login", "form" or "ok"."""
     p = PRINCIPALS[name]
+    if row.needs == "public":
+        return "ok"
     if p.email is None:
-        return "login" if row.console else 401
+        return 401 if row.api else "login"
+    if row.own:
+        return expected_own(p, row, side)
     if row.console and not p.staff:
         return 403
     if row.obj is None:

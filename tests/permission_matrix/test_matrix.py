@@ -22,7 +22,7 @@ from tests.permission_matrix.rules import PRINCIPALS, expected, sides
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r.endpoint}:{r.method}")
 def test_matrix(client, world, principal, row):
     caller = Caller(client, principal)
-    if row.obj == "job":
+    if row.obj in ("job", "api_job"):
         add_jobs(world, principal)
     if row.obj == "upload":
         add_uploads(world, principal)

@@ -516,13 +516,10 @@ def test_configured_signing_key(app, fresh_keys, tree, make_member):
         card_keys._cache.clear()
 
 
-def test_verification_url_uses_the_public_url(app, tree, make_member):
+def test_verification_url_uses_the_public_url(app, tree, make_member, monkeypatch):
     card = cards.issue_card(None, make_member(tree["w1"]))
-    app.config["PUBLIC_URL"] = "https://members.example.org"
-    try:
-        url = cards.verification_url(card)
-    finally:
-        app.config["PUBLIC_URL"] = None
+    monkeypatch.setitem(app.config, "PUBLIC_URL", "https://members.example.org")
+    url = cards.verification_url(card)
     assert url.startswith("https://members.example.org/verify/")
     assert cards.verify_token(url.rsplit("/", 1)[1]).status == "valid"
     assert len(url) < 150

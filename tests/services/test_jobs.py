@@ -1,10 +1,13 @@
-"""Background jobs: states, progress, files, failures, interruption and the console pages."""
+"""Background jobs: states, progress, files, failures, leases, the reaper and the console pages.
 
-import threading
-import time
+The queue is immediate here (TestConfig); tests/services/test_queue*.py and tests/test_worker*.py
+run jobs through real consumers.
+"""
+
 from datetime import timedelta
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import update
 
 from app.extensions import db
 from app.models import Job
@@ -29,13 +32,6 @@ def _broken(ctx: jobs.JobContext) -> dict:
     raise ServiceError("The file has no header row.")
 
 
-@jobs.handler("test.where")
-def _where(ctx: jobs.JobContext) -> dict:
-    ctx.progress(1, 1)
-    thread = threading.current_thread()
-    return {"thread_id": threading.get_ident(), "thread_name": thread.name}
-
-
 def test_job_runs_with_progress_result_and_file(ctx, staff):
     job = jobs.create_job(staff["admin"], "test.count", {"n": 7}, title="Counting")
     db.session.commit()
@@ -45,7 +41,8 @@ def test_job_runs_with_progress_result_and_file(ctx, staff):
     assert job.result == {"counted": 7}
     assert job.started_at <= job.finished_at
     assert [f.name for f in job.files] == ["report.csv"]
-    assert jobs.file_path(job.files[0]).read_bytes() == b"line,reason\n1,bad\n"
+    with jobs.open_file(job.files[0]) as stream:
+        assert stream.read() == b"line,reason\n1,bad\n"
 
 
 def test_a_broken_rule_fails_the_job_with_its_message(ctx, staff):
@@ -63,18 +60,76 @@ def test_unknown_kind_is_refused(ctx):
         jobs.create_job(None, "no.such.job")
 
 
-def test_silent_jobs_become_interrupted_and_can_run_again(ctx, staff, app):
+def test_a_dead_workers_job_is_queued_again_by_the_reaper_and_finishes(ctx, staff, app):
+    """The reaper takes jobs whose lease ran out (and only those) back to queued, and runs them again."""
     job = jobs.create_job(staff["admin"], "test.count", {"n": 2})
-    job.state, job.heartbeat_at = "running", utcnow() - timedelta(seconds=app.config["JOB_STALE_SECONDS"] + 5)
+    job.state, job.lease_owner, job.attempts = "running", "gone:1:1:dead", 1
+    job.lease_expires_at = utcnow() - timedelta(seconds=1)
     fresh = jobs.create_job(staff["admin"], "test.count", {"n": 2})
-    fresh.state, fresh.heartbeat_at = "running", utcnow()
+    fresh.state, fresh.lease_owner, fresh.attempts = "running", "alive:2:2:beat", 1
+    fresh.lease_expires_at = utcnow() + timedelta(seconds=app.config["JOB_STALE_SECONDS"])
     db.session.commit()
-    assert jobs.mark_stale_interrupted() == 1
+    outcome = jobs.reap()  # immediate queue: the re-queued job runs at once
+    assert outcome == {"requeued": [job.id], "failed": []}
     db.session.expire_all()
-    assert db.session.get(Job, job.id).state == "interrupted"
-    assert db.session.get(Job, fresh.id).state == "running"
-    jobs.run(job.id)
-    assert db.session.get(Job, job.id).state == "succeeded"
+    again = db.session.get(Job, job.id)
+    assert (again.state, again.attempts, again.result) == ("succeeded", 2, {"counted": 2})
+    assert again.lease_owner != "gone:1:1:dead"
+    assert db.session.get(Job, fresh.id).state == "running"  # its worker still beats
+
+
+def test_a_job_out_of_attempts_fails_with_the_reason(ctx, staff, app):
+    job = jobs.create_job(staff["admin"], "test.count", {"n": 2})
+    job.state, job.lease_owner = "running", "gone:1:1:dead"
+    job.attempts = app.config["JOB_MAX_ATTEMPTS"]
+    job.lease_expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert jobs.reap() == {"requeued": [], "failed": [job.id]}
+    db.session.expire_all()
+    failed = db.session.get(Job, job.id)
+    assert failed.state == "failed" and failed.finished_at is not None
+    assert f"stopped responding, {job.attempts} times (the limit is {job.attempts})" in failed.message
+    assert "gone:1:1:dead" in failed.message
+
+
+def test_a_runner_that_lost_its_lease_stops_and_writes_nothing(ctx, staff):
+    """Its heartbeat finds another owner: the step it was about to commit is rolled back."""
+    job = jobs.create_job(staff["admin"], "test.count", {"n": 1})
+    db.session.commit()
+    assert jobs.claim(job.id, "me:1:1:a")
+    row = db.session.get(Job, job.id)
+    db.session.execute(update(Job).where(Job.id == job.id).values(lease_owner="someone:2:2:b"))
+    db.session.commit()
+    row.title = "changed by a runner that lost"
+    with pytest.raises(jobs.LeaseLost):
+        jobs.JobContext(row, "me:1:1:a").progress(1, 1)
+    db.session.expire_all()
+    assert db.session.get(Job, job.id).title != "changed by a runner that lost"
+    assert db.session.get(Job, job.id).done == 0
+
+
+def test_a_claimed_job_cannot_be_claimed_again(ctx, staff):
+    job = jobs.create_job(staff["admin"], "test.count", {"n": 1})
+    db.session.commit()
+    assert jobs.claim(job.id, "first:1:1:a") is True
+    assert jobs.claim(job.id, "second:2:2:b") is False
+    jobs.run(job.id)  # a duplicate delivery: nothing to claim, nothing run
+    db.session.expire_all()
+    row = db.session.get(Job, job.id)
+    assert (row.state, row.lease_owner, row.attempts, row.done) == ("running", "first:1:1:a", 1, 0)
+
+
+def test_run_again_restarts_a_failed_job(client, staff):
+    job = jobs.create_job(staff["admin"], "test.count", {"n": 2})
+    job.state, job.message, job.attempts = "failed", "Stopped: ...", 3
+    db.session.commit()
+    login(client, "admin@test.org")
+    page = client.get(f"/admin/jobs/{job.id}").get_data(as_text=True)
+    assert "Run again" in page
+    client.post(f"/admin/jobs/{job.id}/retry", data={"csrf_token": csrf_token_from(page)})
+    db.session.expire_all()
+    again = db.session.get(Job, job.id)
+    assert (again.state, again.attempts, again.result) == ("succeeded", 1, {"counted": 2})
 
 
 def test_console_shows_progress_and_files_to_the_owner_only(client, staff):
@@ -129,21 +184,3 @@ def test_running_job_fragment_keeps_polling(client, staff):
     login(client, "admin@test.org")
     fragment = client.get(f"/admin/jobs/{job.id}/progress").get_data(as_text=True)
     assert 'hx-trigger="every 1s"' in fragment and "33%" in fragment and "1 of 3 done" in fragment
-
-
-def test_jobs_run_in_a_worker_thread(committing_app, staff, monkeypatch):
-    """Outside tests, submit() hands the job to the pool and returns; the job runs on a worker's thread."""
-    monkeypatch.setitem(committing_app.config, "JOBS_RUN_INLINE", False)
-    job = jobs.create_job(staff["admin"], "test.where", title="Where am I")
-    db.session.commit()
-    jobs.submit(job)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        db.session.rollback()  # end the read transaction: a new one sees the worker's commits
-        if db.session.scalar(select(Job.state).where(Job.id == job.id)) in ("succeeded", "failed"):
-            break
-        time.sleep(0.02)
-    row = db.session.get(Job, job.id)
-    assert row.state == "succeeded" and row.done == 1
-    assert row.result["thread_id"] != threading.get_ident()  # not the thread that submitted it
-    assert row.result["thread_name"].startswith("muster-job")

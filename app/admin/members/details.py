@@ -6,7 +6,7 @@ template global it registers), so this module needs nothing from it.
 
 from __future__ import annotations
 
-from flask import Response, abort, flash, redirect, request
+from flask import abort, flash, redirect, request
 from flask_admin import expose
 from flask_admin.helpers import get_redirect_target
 from flask_login import current_user
@@ -17,9 +17,11 @@ from wtforms import SelectChoice
 from app.admin.base import committing, current_actor
 from app.admin.members.forms import STATUS_BADGES, STATUS_LABELS, StatusForm
 from app.admin.widgets import unit_label
+from app.downloads import send_stream
 from app.extensions import db
 from app.models import MEMBER_STATUSES, AuditEntry, Member, MemberPhoto, MemberStatusChange
 from app.security import permits
+from app.services import member_photos
 from app.services import members as member_service
 
 
@@ -88,13 +90,10 @@ class MemberDetailsMixin:
     @expose("/photo/<pk:member_id>")
     def photo_view(self, member_id: int):
         """The member's photo, for logged-in staff who can see the member (never a public URL)."""
-        member = self.member_or_404(member_id, "read")
-        content, content_type = db.session.execute(
-            select(MemberPhoto.content, MemberPhoto.content_type).where(MemberPhoto.member_id == member.id)
-        ).one_or_none() or (None, None)
-        if content is None:
+        member = self.member_or_404(member_id, "read")  # before anything is read from storage
+        found = member_photos.open_photo(member.id)
+        if found is None:
             abort(404)
-        response = Response(content, mimetype=content_type or "image/jpeg")
-        response.headers["Cache-Control"] = "private, max-age=300"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+        stream, content_type = found
+        return send_stream(stream, filename=f"photo-{member.membership_number}.jpg", content_type=content_type,
+                           inline=True, cache="private, max-age=300")

@@ -24,7 +24,8 @@ from reportlab.lib.utils import ImageReader
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Member, MemberPhoto, MembershipCard, Unit
+from app.models import Member, MembershipCard, Unit
+from app.services import member_photos
 from app.services.cards import verification_url, verify_base_url
 
 PHOTO_W, PHOTO_H = 19 * mm, 23.75 * mm
@@ -79,9 +80,7 @@ def faces(cards: Iterable[MembershipCard], base_url: str | None = None, batch: i
                 .join(Unit, Unit.id == Member.unit_id).where(Member.id.in_(member_ids))
             )
         }
-        photos = dict(db.session.execute(
-            select(MemberPhoto.member_id, MemberPhoto.content).where(MemberPhoto.member_id.in_(member_ids))
-        ).all())
+        photos = member_photos.photos_of(member_ids)
         for card in pending:
             person = people[card.member_id]
             yield CardFace(

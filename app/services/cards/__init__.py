@@ -11,7 +11,8 @@ The package, by concern:
   ``decode_token``), the URL printed around it, and ``scanned_token``, which
   finds the credential in what was scanned or typed;
 - ``verification``: ``verify_token``, the verdict on a scanned code: signature
-  first, register second; it never raises on bad input.
+  first, register second (``verify_card_number``, also the verdict on a typed
+  number); it never raises on bad input.
 
 Callers import from here (``from app.services import cards``). Services
 flush; the caller commits.
@@ -58,7 +59,7 @@ from app.services.cards.tokens import (
     verification_url,
     verify_base_url,
 )
-from app.services.cards.verification import VERIFY_STATUSES, Verification, verify_token
+from app.services.cards.verification import VERIFY_STATUSES, Verification, verify_card_number, verify_token
 
 # Callers catch ``cards.ServiceError``, as they did before the split.
 from app.services.errors import ServiceError
@@ -67,7 +68,7 @@ __all__ = [
     "CardNumberError", "Verification", "card_token", "verify_token", "issue_card", "issue_cards", "renew_card",
     "suspend_card", "reactivate_card", "revoke_card", "reissue_card", "change_card_status", "follow_member_status",
     "follow_member_statuses", "expire_cards", "current_card", "parse_card_number", "verification_url", "luhn_digit",
-    "scanned_token",
+    "scanned_token", "verify_card_number",
     # also public before the split, used by the console, the API, the CLI, card batches, tests and benches
     "CARD_NUMBER_RE", "PREFIX_RE", "MAX_SCAN_CHARS", "TOKEN_VERSION", "VERIFY_STATUSES", "Credential",
     "InvalidToken", "ServiceError", "add_months", "card_months", "card_prefix", "check_card_type",

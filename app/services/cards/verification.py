@@ -101,7 +101,19 @@ def verify_token(token: str, *, today: date | None = None, with_member: bool = F
         credential = decode_token(token)
     except InvalidToken as exc:
         return Verification("invalid", None, None, str(exc))
-    number = credential.card_number
+    return verify_card_number(credential.card_number, today=today, with_member=with_member,
+                              code_expires_on=credential.expires_on)
+
+
+def verify_card_number(number: str, *, today: date | None = None, with_member: bool = False,
+                       code_expires_on: date | None = None) -> Verification:
+    """The register's verdict on a card number (canonical form, ``normalize_card_number``).
+
+    ``verify_token`` ends here once the signature holds, so a scanned code and a number typed on
+    the public verification page get one verdict from one place. A number alone proves nothing
+    about who holds the card: callers showing the holder should require the signed code.
+    ``code_expires_on`` is the expiry the code claims, shown for a card the register does not know.
+    """
     member = None
     if with_member:
         found = db.session.execute(_VERIFY_ROW_WITH_MEMBER, {"number": number}).first()
@@ -118,7 +130,7 @@ def verify_token(token: str, *, today: date | None = None, with_member: bool = F
             card_id, member_id, stored, expires, deleted_at = found
     if found is None:
         return Verification("unknown", None, None, f"Card {number} is not in the membership register.",
-                            number, credential.expires_on)
+                            number, code_expires_on)
     status = stored
     if stored == "active" and expires is not None and expires < (today or date.today()):
         status = "expired"

@@ -26,13 +26,13 @@ module per concern:
   (INSERT ... ON CONFLICT DO NOTHING), so simultaneous scans at several gates
   count once, and a request carrying a nonce that was seen before gets the
   stored answer instead of a second record.
-- ``attachments``: agenda and flyer files, checked by content.
+- ``attachments``: agenda and flyer files, checked by content, kept in the file storage.
 
 Callers import from here (``from app.services import events``). Services
 flush; the caller commits.
 """
 
-from app.services.events.attachments import add_attachment, delete_attachment
+from app.services.events.attachments import add_attachment, delete_attachment, open_attachment
 from app.services.events.attendance import ATTENDANCE_STATUSES, mark_no_shows, set_attendance
 from app.services.events.checkin import MAX_GATE_CHARS, REASONS, check_in, checkin_window, member_summary, \
     slot_for, valid_nonce
@@ -47,6 +47,6 @@ __all__ = [
     "ATTENDANCE_STATUSES", "MAX_CAPACITY", "MAX_GATE_CHARS", "REASONS", "add_attachment", "attendee_query",
     "cancel_registration", "check_in", "checkin_window", "clean_event", "counts", "counts_for", "create_event",
     "delete_attachment", "delete_event", "events_between", "find_members", "load_event", "local", "mark_no_shows",
-    "member_summary", "org_timezone", "promote_waitlist", "register", "registration_for", "set_attendance",
+    "member_summary", "open_attachment", "org_timezone", "promote_waitlist", "register", "registration_for", "set_attendance",
     "set_event_status", "slot_for", "status_clause", "update_event", "valid_nonce", "visible_events",
 ]

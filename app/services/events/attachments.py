@@ -3,11 +3,17 @@
 The bytes decide what a file is (``sniff``), the name must agree with them,
 zip-based files pass ``zipguard`` before their directory is read, and an
 event holds MAX_ATTACHMENTS at most.
+
+The file is kept in the file storage (``events/<event id>/<random>.<ext>``);
+deleting the attachment, or its event, deletes it once that is committed.
+Attachments saved before the storage existed are read from
+``EventAttachment.content`` until ``flask storage migrate`` moves them.
 """
 
 from __future__ import annotations
 
 import io
+import uuid
 import zipfile
 
 from flask import current_app
@@ -19,8 +25,9 @@ from app.extensions import db
 from app.models import Event, EventAttachment
 from app.models.events import ATTACHMENT_KINDS
 from app.security import authorize
-from app.services import audit, zipguard
+from app.services import audit, storage, zipguard
 from app.services.errors import ServiceError
+from app.services.storage import StoredStream
 from app.services.events.visibility import REFUSALS
 
 MAX_ATTACHMENTS = 20
@@ -85,8 +92,12 @@ def add_attachment(actor, event: Event, filename: str, raw: bytes, kind: str = "
                               .where(EventAttachment.event_id == event.id))
     if count >= MAX_ATTACHMENTS:
         raise ServiceError(f"An event has {MAX_ATTACHMENTS} attachments at most.", field="file")
+    stored = storage.save(f"events/{event.id}/{uuid.uuid4().hex}{extensions[0]}", io.BytesIO(raw),
+                          content_type=content_type)
+    storage.discard_on_rollback(stored.key)
     row = EventAttachment(event_id=event.id, kind=kind, filename=name[:200], content_type=content_type,
-                          size=len(raw), content=raw, uploaded_by_id=getattr(actor, "id", None))
+                          size=stored.size, storage_key=stored.key, sha256=stored.sha256,
+                          uploaded_by_id=getattr(actor, "id", None))
     db.session.add(row)
     db.session.flush()
     audit.record(actor, "event.attachment", event, summary=f"Attached {row.filename} to {event.title}")
@@ -97,6 +108,22 @@ def delete_attachment(actor, row: EventAttachment) -> None:
     """Remove an attachment (events.update on its event)."""
     event = row.event
     authorize(actor, "events.update", event, message=REFUSALS["events.update"])
+    storage.delete_after_commit(row.storage_key)
     db.session.delete(row)
     db.session.flush()
     audit.record(actor, "event.attachment_delete", event, summary=f"Removed {row.filename} from {event.title}")
+
+
+def forget_files(event: Event) -> None:
+    """The stored files of an event that is being deleted go once the deletion is committed."""
+    for key in db.session.scalars(select(EventAttachment.storage_key).where(
+            EventAttachment.event_id == event.id, EventAttachment.storage_key.is_not(None))):
+        storage.delete_after_commit(key)
+
+
+def open_attachment(row: EventAttachment) -> StoredStream:
+    """The attachment's content as a stream; the caller has checked that the person may see its event."""
+    if row.storage_key:
+        return storage.open(row.storage_key)
+    content = db.session.scalar(select(EventAttachment.content).where(EventAttachment.id == row.id)) or b""
+    return StoredStream(io.BytesIO(content), len(content))

@@ -16,6 +16,7 @@ from app.models import Event, EventCheckin, EventCheckinNonce, EventRegistration
 from app.security import authorize, unit_choice
 from app.services import audit
 from app.services.errors import ServiceError
+from app.services.events.attachments import forget_files
 from app.services.events.fields import clean_event, snapshot
 from app.services.events.registrations import promote_waitlist
 from app.services.events.visibility import REFUSALS
@@ -70,6 +71,7 @@ def delete_event(actor, event: Event) -> None:
     if attended:
         raise ServiceError("This event has attendance records: cancel it instead of deleting it.", status=409)
     audit.record(actor, "event.delete", event, summary=f"Deleted event {event.title}")
+    forget_files(event)  # its attachments' stored files, once this is committed
     db.session.execute(delete(EventRegistration).where(EventRegistration.event_id == event.id))
     db.session.execute(delete(EventCheckin).where(EventCheckin.event_id == event.id))
     db.session.execute(delete(EventCheckinNonce).where(EventCheckinNonce.event_id == event.id))

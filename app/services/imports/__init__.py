@@ -28,8 +28,8 @@ from app.services.imports.mapping import FIELD_BY_KEY, FIELD_LABELS, FIELDS, Imp
     guess_mapping, mapping_from_saved, save_mapping, saved_mappings, squash
 from app.services.imports.reading import CSV_FIELD_LIMIT, DELIMITERS, FileInfo, ImportFileError, count_rows, \
     data_rows, detect_encoding, inspect_file, max_bytes, max_columns, sample_rows
-from app.services.imports.uploads import cleanup_uploads, delete_upload_file, discard_upload, pending_uploads, \
-    save_upload, set_mapping, settings_for, upload_info, upload_path, uploads_dir, visible_uploads
+from app.services.imports.uploads import cleanup_uploads, delete_upload_file, discard_upload, local_upload, \
+    pending_uploads, save_upload, set_mapping, settings_for, upload_exists, upload_info, visible_uploads, work_dir
 from app.services.imports.validation import COMPARED, KEY_LABELS, KINDS, MODES, ImportSettings
 from app.services.imports.values import DATE_ORDERS, GENDER_WORDS, UnitResolver, looks_like_formula, parse_date, \
     split_full_name
@@ -39,10 +39,10 @@ __all__ = [
     "BAD_ROWS_KEPT", "COMPARED", "CSV_FIELD_LIMIT", "DATE_ORDERS", "DELIMITERS", "FIELDS", "FIELD_BY_KEY",
     "FIELD_LABELS", "GENDER_WORDS", "KEY_LABELS", "KINDS", "MODES", "FileInfo", "ImportField", "ImportFileError",
     "ImportResult", "ImportSettings", "Importer", "Progress", "UnitResolver", "check_mapping", "cleanup_uploads",
-    "count_rows", "data_rows", "delete_upload_file", "detect_encoding", "discard_upload", "guess_mapping",
+    "count_rows", "data_rows", "delete_upload_file", "detect_encoding", "discard_upload", "guess_mapping", "local_upload",
     "import_file", "inspect_file", "looks_like_formula", "mapping_from_saved", "max_bytes", "max_columns",
     "parse_date", "pending_uploads", "record_import", "run_import_job", "run_preview_job", "sample_rows",
     "save_mapping", "save_upload", "saved_mappings", "set_mapping", "settings_for", "split_full_name",
-    "squash", "start_import", "start_preview", "upload_info", "upload_path", "uploads_dir",
+    "squash", "start_import", "start_preview", "upload_exists", "upload_info", "work_dir",
     "visible_uploads",
 ]

@@ -19,7 +19,8 @@ from app.models import AuditEntry, ImportUpload, Job, User
 from app.services import audit, jobs
 from app.services.errors import ServiceError
 from app.services.imports.reading import FileInfo, count_rows
-from app.services.imports.uploads import delete_upload_file, settings_for, upload_info, upload_path, uploads_dir
+from app.services.imports.uploads import delete_upload_file, local_upload, settings_for, upload_exists, upload_info, \
+    work_dir
 from app.services.imports.validation import MODES, ImportSettings
 from app.services.imports.writing import Importer, ImportResult, Progress
 
@@ -77,7 +78,7 @@ def start_import(actor, upload: ImportUpload, mode: str) -> Job:
         raise ServiceError("Choose how to import: the valid rows, or all or nothing.", field="mode")
     if not upload.mapping:
         raise ServiceError("Choose the columns first.", field="mapping")
-    if not upload.stored_name or not upload_path(upload).exists():
+    if not upload_exists(upload):
         raise ServiceError("The uploaded file is gone (it was imported or expired); upload it again.")
     if upload.import_job_id is not None:
         job = db.session.get(Job, upload.import_job_id)
@@ -96,7 +97,7 @@ def _job_actor(ctx: jobs.JobContext):
 
 def _job_upload(ctx: jobs.JobContext) -> ImportUpload:
     upload = db.session.get(ImportUpload, ctx.params.get("upload_id"))
-    if upload is None or not upload.stored_name or not upload_path(upload).exists():
+    if upload is None or not upload_exists(upload):
         raise ServiceError("The uploaded file is gone (it was imported or expired); upload it again.")
     return upload
 
@@ -114,59 +115,62 @@ def _report_file(ctx: jobs.JobContext, result: ImportResult, filename: str) -> N
 def run_preview_job(ctx: jobs.JobContext) -> dict:
     """Check every row of an upload and count what an import would do; keep an error report."""
     upload = _job_upload(ctx)
-    actor = _job_actor(ctx)
-    settings = settings_for(upload)
-    path, info, filename = upload_path(upload), upload_info(upload), upload.filename
-    total = count_rows(path, info)
-    report = uploads_dir() / f"preview-{ctx.job.id}-{uuid.uuid4().hex[:8]}.csv"
+    with local_upload(upload) as path:  # fetched from the storage when it is elsewhere
+        actor = _job_actor(ctx)
+        settings = settings_for(upload)
+        info, filename = upload_info(upload), upload.filename
+        total = count_rows(path, info)
+        report = work_dir() / f"preview-{ctx.job.id}-{uuid.uuid4().hex[:8]}.csv"
 
-    def progress(done: int, total: int | None, errors: int, message: str | None = None) -> None:
-        db.session.commit()  # end the read transaction: the progress write then waits for SQLite's lock
+        def progress(done: int, total: int | None, errors: int, message: str | None = None) -> None:
+            db.session.commit()  # end the read transaction: the progress write then waits for SQLite's lock
+            take_write_lock()
+            ctx.progress(done, total, errors=errors, message=message)
+
+        progress(0, total, 0, "Checking the rows…")
+        result = import_file(actor, path, info, settings, filename=filename, dry_run=True, total=total,
+                             report_path=report, on_batch=lambda p: progress(p.done, p.total, p.bad))
+        db.session.commit()
         take_write_lock()
-        ctx.progress(done, total, errors=errors, message=message)
-
-    progress(0, total, 0, "Checking the rows…")
-    result = import_file(actor, path, info, settings, filename=filename, dry_run=True, total=total,
-                         report_path=report, on_batch=lambda p: progress(p.done, p.total, p.bad))
-    db.session.commit()
-    take_write_lock()
-    upload.row_count = result.rows
-    _report_file(ctx, result, filename)
-    ctx.progress(result.rows, result.rows, errors=result.bad, message="")
-    return {**result.summary(), "bad_rows": [list(r) for r in result.bad_rows]}
+        upload.row_count = result.rows
+        _report_file(ctx, result, filename)
+        ctx.progress(result.rows, result.rows, errors=result.bad, message="")
+        return {**result.summary(), "bad_rows": [list(r) for r in result.bad_rows]}
 
 
 @jobs.handler("members.import")
 def run_import_job(ctx: jobs.JobContext) -> dict:
     """Import an upload batch by batch; resumes after an interruption where it stopped."""
     upload = _job_upload(ctx)
-    actor = _job_actor(ctx)
-    settings = settings_for(upload, ctx.params.get("mode", "valid"))
-    resume = (ctx.job.result or {}).get("_resume")
-    path, info = upload_path(upload), upload_info(upload)
-    total = upload.row_count if upload.row_count is not None else count_rows(path, info)
-    report = uploads_dir() / f"import-{ctx.job.id}-{uuid.uuid4().hex[:8]}.csv"
+    with local_upload(upload) as path:  # fetched from the storage when it is elsewhere
+        actor = _job_actor(ctx)
+        settings = settings_for(upload, ctx.params.get("mode", "valid"))
+        resume = (ctx.job.result or {}).get("_resume")
+        info = upload_info(upload)
+        total = upload.row_count if upload.row_count is not None else count_rows(path, info)
+        report = work_dir() / f"import-{ctx.job.id}-{uuid.uuid4().hex[:8]}.csv"
 
-    def on_batch(progress: Progress) -> None:
-        if progress.phase == "write":
-            # Saved in the batch's own transaction: a resumed run skips exactly what is committed.
-            ctx.job.result = {"_resume": progress.resume_state()}
-        else:
-            db.session.commit()  # the all-or-nothing check only read: end that transaction first
-            take_write_lock()
-        ctx.progress(progress.done, progress.total, errors=progress.bad, message=progress.message)
+        def on_batch(progress: Progress) -> None:
+            if progress.phase == "write":
+                # Saved in the batch's own transaction: a resumed run skips exactly what is committed.
+                ctx.job.result = {"_resume": progress.resume_state()}
+            else:
+                db.session.commit()  # the all-or-nothing check only read: end that transaction first
+                take_write_lock()
+            ctx.progress(progress.done, progress.total, errors=progress.bad, message=progress.message)
 
-    db.session.commit()  # each batch then starts a transaction of its own
-    result = import_file(actor, path, info, settings, filename=upload.filename, on_batch=on_batch,
-                         resume=resume, total=total, report_path=report)
-    # Still in the transaction of the audit entry, which holds the write lock.
-    _report_file(ctx, result, upload.filename)
-    delete_upload_file(upload)
-    if result.refused:
-        ctx.job.result = result.summary()
-        db.session.commit()  # keep the audit entry and the error report with the failed job
-        raise ServiceError(f"Nothing was imported: {result.bad:,} of {result.rows:,} rows have problems "
-                           "(see the error report). Fix them and import the file again.")
-    ctx.progress(result.rows, result.rows, errors=result.bad, message="")
-    return result.summary()
+        db.session.commit()  # each batch then starts a transaction of its own
+        result = import_file(actor, path, info, settings, filename=upload.filename, on_batch=on_batch,
+                             resume=resume, total=total, report_path=report)
+        # Still in the transaction of the audit entry, which holds the write lock.
+        _report_file(ctx, result, upload.filename)
+        delete_upload_file(upload)
+        if result.refused:
+            ctx.job.result = result.summary()
+            db.session.commit()  # keep the audit entry and the error report with the failed job
+            raise ServiceError(f"Nothing was imported: {result.bad:,} of {result.rows:,} rows have problems "
+                               "(see the error report). Fix them and import the file again.")
+        ctx.progress(result.rows, result.rows, errors=result.bad, message="")
+        return result.summary()
+
 

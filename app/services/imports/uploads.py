@@ -1,16 +1,22 @@
 """Uploads of the console flow: files waiting for their import, their mapping, the per-person quota.
 
-An upload is copied in chunks under the instance folder (never held in
-memory), inspected at once, and kept until its import ends, its owner
-discards it, or it expires (IMPORT_UPLOAD_TTL_HOURS). Each person may keep
-IMPORT_PENDING_MAX uploads waiting, IMPORT_PENDING_MAX_BYTES in all, so
-nobody can fill the disk with files they never import.
+An upload is copied in chunks to this machine's scratch folder (never held
+in memory), inspected there, then moved into the file storage as
+``imports/<upload id>/<random>.csv`` (so the worker that imports it may run
+on another machine) and kept until its import ends, its owner discards it,
+or it expires (IMPORT_UPLOAD_TTL_HOURS); deleting it deletes the stored
+file once that is committed. Each person may keep IMPORT_PENDING_MAX
+uploads waiting, IMPORT_PENDING_MAX_BYTES in all, so nobody can fill the
+storage with files they never import. The first rows are kept with the
+upload (``samples``) for the mapping page; readers that need the whole file
+take it with ``local_upload``.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,22 +28,27 @@ from app.extensions import db
 from app.models import ImportUpload, Job
 from app.models.base import utcnow
 from app.security import can, scope_paths
+from app.services import storage
 from app.services.errors import ServiceError
 from app.services.imports.mapping import FIELD_BY_KEY, check_mapping
-from app.services.imports.reading import FileInfo, ImportFileError, inspect_file, max_bytes, size_text
+from app.services.imports.reading import FileInfo, ImportFileError, inspect_file, max_bytes, sample_rows, size_text
 from app.services.imports.validation import ImportSettings
 from app.services.imports.values import DATE_ORDERS
 
 
-def uploads_dir() -> Path:
-    """Where uploads wait for their import: IMPORT_UPLOAD_DIR, by default instance/imports/."""
-    path = Path(current_app.config.get("IMPORT_UPLOAD_DIR") or Path(current_app.instance_path) / "imports")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def work_dir() -> Path:
+    """This machine's folder for import work files (an upload being checked, an error report being written)."""
+    return storage.scratch_dir("imports")
 
 
-def upload_path(upload: ImportUpload) -> Path:
-    return uploads_dir() / upload.stored_name
+def upload_exists(upload: ImportUpload) -> bool:
+    """Whether the upload's file is still kept."""
+    return bool(upload.stored_name) and storage.exists(upload.stored_name)
+
+
+def local_upload(upload: ImportUpload) -> AbstractContextManager[Path]:
+    """The upload's file on this machine for the ``with`` block (fetched from the storage if need be)."""
+    return storage.local_copy(upload.stored_name)
 
 
 def _ttl() -> timedelta:
@@ -75,7 +86,7 @@ def _max_pending_bytes() -> int:
 
 
 def save_upload(actor, stream, filename: str) -> ImportUpload:
-    """Store an uploaded file under the instance folder and inspect it.
+    """Inspect an uploaded file, then keep it in the file storage.
 
     The file is copied in chunks (never held in memory) and refused when it
     exceeds IMPORT_MAX_BYTES, the uploader's quota of files waiting
@@ -86,7 +97,7 @@ def save_upload(actor, stream, filename: str) -> ImportUpload:
     filename = os.path.basename((filename or "").replace("\\", "/")).strip() or "upload"
     suffix = ".xlsx" if filename.lower().endswith(".xlsx") else ".csv"
     stored = f"{uuid.uuid4().hex}{suffix}"
-    target = uploads_dir() / stored
+    target = work_dir() / f"upload-{stored}"
     limit, size = max_bytes(), 0
     try:
         with open(target, "wb") as out:
@@ -102,14 +113,21 @@ def save_upload(actor, stream, filename: str) -> ImportUpload:
                         "(under Recent imports) first.")
                 out.write(chunk)
         info = inspect_file(target, filename)
-    except BaseException:
+        try:
+            samples = sample_rows(target, info)
+        except ServiceError:
+            samples = None  # the mapping page reads the file itself and shows the problem
+        upload = ImportUpload(filename=filename[:255], stored_name="", size=size, format=info.format,
+                              encoding=info.encoding, delimiter=info.delimiter, sheet=info.sheet,
+                              header_line=info.header_line, headers=info.headers, samples=samples, options={},
+                              created_by_id=getattr(actor, "id", None))
+        db.session.add(upload)
+        db.session.flush()  # its id names the key
+        kept = storage.save(f"imports/{upload.id}/{stored}", target, move=True)
+    finally:
         target.unlink(missing_ok=True)
-        raise
-    upload = ImportUpload(filename=filename[:255], stored_name=stored, size=size, format=info.format,
-                          encoding=info.encoding, delimiter=info.delimiter, sheet=info.sheet,
-                          header_line=info.header_line, headers=info.headers, options={},
-                          created_by_id=getattr(actor, "id", None))
-    db.session.add(upload)
+    storage.discard_on_rollback(kept.key)
+    upload.stored_name = kept.key
     db.session.flush()
     return upload
 
@@ -128,8 +146,9 @@ def visible_uploads(user):
 
 
 def delete_upload_file(upload: ImportUpload) -> None:
+    """Forget the upload's file: it is deleted from the storage once this is committed."""
     if upload.stored_name:
-        upload_path(upload).unlink(missing_ok=True)
+        storage.delete_after_commit(upload.stored_name)
         upload.stored_name = ""
 
 
