@@ -10,6 +10,8 @@ from app.models.events import (
 from app.models.geo import Unit
 from app.models.imports import ImportMapping, ImportUpload
 from app.models.jobs import Job, JobFile
+from app.models.links import LINK_PURPOSES, OneTimeLink
+from app.models.mail import MAIL_STATUSES, MailMessage
 from app.models.people import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag
 from app.models.rbac import ApiToken, LoginFailure, Permission, Role, RoleAssignment, User
 
@@ -34,7 +36,11 @@ __all__ = [
     "ImportUpload",
     "Job",
     "JobFile",
+    "LINK_PURPOSES",
     "LoginFailure",
+    "MAIL_STATUSES",
+    "MailMessage",
+    "OneTimeLink",
     "MEMBER_STATUSES",
     "Member",
     "MemberPhoto",
