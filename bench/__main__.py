@@ -20,6 +20,7 @@ BENCHMARKS = {
     "checkin": "bench.checkin",
     "concurrency": "bench.concurrency",
     "schema_libs": "bench.schema_libs",
+    "queue": "bench.queue",
 }
 
 

@@ -132,11 +132,17 @@ def _prepare(count: int, workdir: Path, database: str = DB_NAME) -> dict:
             db.session.flush()
             rbac.assign_role(None, user, rbac.role_by_name("ward_coordinator"), area)
             tokens.append(issue_token(user, name=f"gate {i}")[0])
+        # An admin of the area, for benches that start print runs (bench/queue.py).
+        printer = User(email="printer@bench.test", password_hash=hash_password("bench-password-123"))
+        db.session.add(printer)
+        db.session.flush()
+        rbac.assign_role(None, printer, rbac.role_by_name("admin"), area)
+        print_token = issue_token(printer, name="print runs")[0]
         db.session.commit()
         card_keys.signing_key()
         credentials = [cards.card_token(MembershipCard(card_number=n, expires_on=expires)) for n in card_numbers]
         info = {"event_id": events[0].id, "bare_event_id": events[1].id, "member_ids": member_ids,
-                "tokens": tokens, "credentials": credentials, "keys_dir": str(card_keys.keys_dir())}
+                "tokens": tokens, "credentials": credentials, "area_id": area.id, "print_token": print_token, "keys_dir": str(card_keys.keys_dir())}
         db.engine.dispose()
     return info
 
