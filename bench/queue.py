@@ -141,6 +141,7 @@ def _mail(count: int, workdir: Path) -> dict:
 
     from app import create_app, queue
     from app.config import Config
+    from app.database import take_write_lock
     from app.extensions import db
     from app.models import MailMessage
     from app.services import mail
@@ -178,6 +179,8 @@ def _mail(count: int, workdir: Path) -> dict:
             with queue.running_consumer(4):
                 start = time.perf_counter()
                 for i in range(count):
+                    if i % 50 == 0:
+                        take_write_lock()  # as a writing request does on SQLite (app/database.py)
                     mail.send_mail("test", f"person{i}@example.org", {"sent_at": f"bench {i}"},
                                    key=f"bench:{i}")
                     if i % 50 == 49:

@@ -23,6 +23,7 @@ from flask import current_app, has_app_context
 from huey import crontab
 from sqlalchemy import update
 
+from app.database import take_write_lock
 from app.extensions import db
 from app.models import MailMessage
 from app.models.base import utcnow
@@ -83,6 +84,7 @@ def deliver(message_id: int) -> str:
     from app.services import mail
     from app.services.mail import delivery, ratelimit
 
+    take_write_lock()  # SQLite: each writing step opens with the write lock (app/database.py)
     message = delivery.claim(message_id, delivery.worker_token())
     db.session.commit()  # the claim is visible to every other worker before the server is contacted
     if message is None:
@@ -95,12 +97,14 @@ def deliver(message_id: int) -> str:
                 log.exception("bulk mail rate store unavailable; deferring message %s", message.id)
                 wait = 30.0
             if wait:
+                take_write_lock()
                 mail.remember(message, delivery.defer(message, wait))
                 db.session.commit()
                 return "deferred"
         try:
             delivery.transmit(message)
         except delivery.Transient as exc:
+            take_write_lock()
             delay = delivery.record_retry(message, exc.reason)
             if delay is not None:
                 mail.remember(message, delay)
@@ -108,10 +112,12 @@ def deliver(message_id: int) -> str:
             log.warning("mail %s: %s", message.id, exc.reason)
             return "retry" if delay is not None else "failed"
         except delivery.Permanent as exc:
+            take_write_lock()
             delivery.record_failed(message, exc.reason)
             db.session.commit()
             log.warning("mail %s failed: %s", message.id, exc.reason)
             return "failed"
+        take_write_lock()
         delivery.record_sent(message)
         db.session.commit()
         return "sent"
@@ -123,6 +129,7 @@ def deliver(message_id: int) -> str:
 def _let_go(message_id: int) -> None:
     """After an unexpected error: drop the claim so the sweep can try again after a pause."""
     db.session.rollback()
+    take_write_lock()
     pause = timedelta(seconds=current_app.config["MAIL_RETRY_SECONDS"])
     db.session.execute(
         update(MailMessage).where(MailMessage.id == message_id, MailMessage.status == "queued")
