@@ -24,6 +24,7 @@ def create_app(config: object | None = None) -> Flask:
     init_request_checks(app)
     init_error_pages(app)
     init_headers(app)
+    init_static_compression(app)
     init_proxy(app)
     init_cli(app)
     return app
@@ -68,6 +69,9 @@ def init_blueprints(app: Flask) -> None:
 
     app.url_map.converters["pk"] = IdConverter  # ids in every URL, before any rule is added
     app.register_blueprint(auth_bp)
+    from app.accounts import bp as accounts_bp
+
+    app.register_blueprint(accounts_bp)  # forgot / reset / activate / change password (issue #11)
     app.register_blueprint(portal_bp)
     app.register_blueprint(verify_bp)  # public card check (issue #4)
     app.register_blueprint(verify_index_bp)  # /verify/: type a card number or paste a code (issue #11)
@@ -84,6 +88,12 @@ def init_headers(app: Flask) -> None:
     from app.headers import init_headers as init
 
     init(app)
+
+
+def init_static_compression(app: Flask) -> None:
+    from app.static_compression import init_static_compression as init
+
+    init(app)  # gzip for our CSS and scripts (the portal's page weight on phones); never for pages
 
 
 def init_proxy(app: Flask) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_principal import AnonymousIdentity, Identity, identity_changed
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField
+from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
 from app.extensions import db, limiter
@@ -24,8 +24,9 @@ bp = Blueprint("auth", __name__)
 
 
 class LoginForm(FlaskForm):
-    # No syntax check here: a login only has to match an existing account.
-    email = EmailField("Email", validators=[DataRequired()])
+    # No syntax check here: a login only has to match an existing account. The field keeps its
+    # name ``email`` (password managers, scripts), but takes a member's phone number too.
+    email = StringField("Email or phone number", validators=[DataRequired()])
     password = PasswordField("Password", validators=[DataRequired()])
 
 
@@ -74,6 +75,9 @@ def login():
             form.password.errors.append(exc.message)
             return render_template("auth/login.html", form=form), exc.status
         db.session.commit()
+        # A fresh session on sign-in: nothing from before it (a planted cookie's contents, the
+        # anonymous CSRF token) carries over into the signed-in one.
+        session.clear()
         login_user(user)
         identity_changed.send(current_app._get_current_object(), identity=Identity(user.id))
         default = url_for("admin.index") if has_console_access(user) else url_for("portal.home")

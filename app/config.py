@@ -123,6 +123,18 @@ class Config:
         self.LOGIN_LOCK_MINUTES = int(os.environ.get("MUSTER_LOGIN_LOCK_MINUTES", "15"))
         self.LOGIN_LOCK_MAX_MINUTES = int(os.environ.get("MUSTER_LOGIN_LOCK_MAX_MINUTES", "1440"))
         self.LOGIN_RATE_LIMIT = os.environ.get("MUSTER_LOGIN_RATE_LIMIT", "20 per minute")
+        # Accounts (app/services/accounts.py): how long a "Forgot password" link and an activation
+        # link (first password of a member made by staff, a new staff user) work, and how often one
+        # address may ask for reset links (per IP address, on top of a few mails per account an hour).
+        self.RESET_HOURS = float(os.environ.get("MUSTER_RESET_HOURS", "2"))
+        self.ACTIVATION_HOURS = float(os.environ.get("MUSTER_ACTIVATION_HOURS", "72"))
+        self.RESET_RATE_LIMIT = os.environ.get("MUSTER_RESET_RATE_LIMIT", "5 per minute")
+        # Joining through the portal (app/services/joining.py): the privacy notice's version a
+        # consent is recorded against, join (and "send a new link") tries per IP address, and how
+        # long an email verification link works.
+        self.PRIVACY_NOTICE_VERSION = os.environ.get("MUSTER_PRIVACY_NOTICE_VERSION", "1").strip() or "1"
+        self.JOIN_RATE_LIMIT = os.environ.get("MUSTER_JOIN_RATE_LIMIT", "10 per hour")
+        self.VERIFY_EMAIL_HOURS = float(os.environ.get("MUSTER_VERIFY_EMAIL_HOURS", "48"))
         self.API_TOKEN_DAYS = int(os.environ.get("MUSTER_API_TOKEN_DAYS", "30"))
         # JSON request bodies are small; uploads have their own, larger MAX_CONTENT_LENGTH.
         self.API_MAX_BODY_BYTES = int(os.environ.get("MUSTER_API_MAX_BODY_BYTES", str(1024 * 1024)))

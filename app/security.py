@@ -38,6 +38,7 @@ from app.models.cards import MembershipCard
 from app.models.events import Event, EventAttachment, EventRegistration
 from app.models.mail import MailMessage
 from app.models.rbac import Permission, Role, role_permissions
+from app.models.requests import ErasureRequest, MemberChangeRequest
 from app.services.errors import Forbidden, NotFound, ServiceError
 from app.services.inputs import parse_id
 
@@ -318,6 +319,9 @@ RULES: dict[type, Rule] = {
     # Mail about a member lives in the member's (current) unit; mail about no member (a test
     # email, a staff login's) in none, so only global grants reach it (app/services/mail).
     MailMessage: Rule("members.read", lambda m: [m.member.unit] if m.member is not None else []),
+    # A member's requests about their own record live in the member's (current) unit (staff queues).
+    MemberChangeRequest: Rule("members.read", lambda r: [r.member.unit]),
+    ErasureRequest: Rule("members.read", lambda r: [r.member.unit]),
 }
 
 
@@ -477,8 +481,8 @@ def _scope_clause(model: type, unit_ids: list[int]) -> ColumnElement[bool]:
             select(Member.id).where(Member.id == User.member_id, Member.unit_id.in_(unit_ids)).exists()
         )
         return or_(in_scope_assignment, in_scope_member)
-    if model is MailMessage:  # by the member it concerns, wherever that member is now
-        return MailMessage.member_id.in_(select(Member.id).where(Member.unit_id.in_(unit_ids)))
+    if model in (MailMessage, MemberChangeRequest, ErasureRequest):  # by the member it concerns, wherever they are now
+        return model.member_id.in_(select(Member.id).where(Member.unit_id.in_(unit_ids)))
     if model in (Member, AuditEntry, RoleAssignment) or hasattr(model, "unit_id"):
         return model.unit_id.in_(unit_ids)
     if model is EventRegistration:  # a registration lives where its event does

@@ -80,6 +80,17 @@ class _RecordingRequest(MusterRequest):
     parameter_storage_class = _RecordingArgs
 
 
+def _member_requests(member) -> dict[str, int]:
+    from app.models import ErasureRequest, MemberChangeRequest
+
+    change = MemberChangeRequest(member=member, fields={"first_name": "Probe"},
+                                 old_values={"first_name": member.first_name}, status="pending")
+    erasure = ErasureRequest(member=member, status="pending")
+    db.session.add_all([change, erasure])
+    db.session.flush()
+    return {"change_id": change.id, "erasure_id": erasure.id}
+
+
 @jobs.handler("bad_ids.noop")
 def _noop_job(ctx):
     ctx.add_file("out.txt", "text/plain", b"done")
@@ -119,6 +130,8 @@ def world(app, tree, staff, make_user, make_member, monkeypatch):
         "unit_id": tree["w1"].id, "user_id": other.id, "assignment_id": other.assignments[0].id,
         "role_id": role.id, "job_id": job.id, "file_id": db.session.get(Job, job.id).files[0].id,
         "upload_id": upload.id, "message_id": message.id,
+        # a member's profile change and erasure requests (the console's request queues)
+        **_member_requests(member),
     }
     monkeypatch.setattr(app, "request_class", _RecordingRequest)
     # Errors answer 500 as in production instead of reaching the test as exceptions.

@@ -17,6 +17,8 @@ def init_admin(app: Flask) -> Admin:
     from app.admin import imports
     from app.admin import cards
     from app.admin import mail
+    from app.admin import approvals
+    from app.admin import change_requests
 
     admin = Admin(
         app,
@@ -25,6 +27,8 @@ def init_admin(app: Flask) -> Admin:
         index_view=dashboard.DashboardView(url="/admin", endpoint="admin"),
     )
     members.register(admin)
+    approvals.register(admin)  # Pending approvals (issue 11: joining through the portal)
+    change_requests.register(admin)  # Requests: profile changes and erasure (issue 11: the portal's profile)
     cards.register(admin)
     imports.register(admin)
     events.register(admin)

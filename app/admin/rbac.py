@@ -29,7 +29,7 @@ from app.extensions import db
 from app.models import Permission, Role, RoleAssignment, User
 from app.models.rbac import role_permissions
 from app.security import can, load_for, permits, scoped
-from app.services import rbac, users
+from app.services import accounts, rbac, users
 from app.services.errors import ServiceError
 from app.services.inputs import parse_id
 
@@ -251,10 +251,15 @@ class UsersView(SecureView):
             with committing(form, show="form") as outcome:
                 role = _role_from_choice(form.role_id.data, "role_id", required=False)
                 unit = unit_from_choice(form.unit_id.data, "unit_id") if role else None
-                user = users.create_user(current_user, form.email.data, form.password.data, role=role, unit=unit)
+                # No password given: the person chooses it through an activation link (services.accounts).
+                password = form.password.data or None
+                user = users.create_user(current_user, form.email.data, password, role=role, unit=unit)
+                if password is None:
+                    accounts.send_user_activation(current_user, user)
             if not outcome.ok:
                 return self.render("admin/rbac/user_new.html", form=form), outcome.status
-            flash(f"Created {user.email}.", "success")
+            flash(f"Created {user.email}." + ("" if password else " An activation link is on its way to them."),
+                  "success")
             return redirect(url_for(".details", user_id=user.id))
         return self.render("admin/rbac/user_new.html", form=form), 400 if form.errors else 200
 
@@ -296,6 +301,14 @@ class UsersView(SecureView):
             active = form.active.data == "1"
             users.set_active(current_user, user, active)
             return f"{user.email} is now {'active' if active else 'deactivated: they cannot log in'}."
+
+        return self._account_action(user_id, action)
+
+    @expose("/<pk:user_id>/activation", methods=("POST",))
+    def send_activation(self, user_id: int):
+        def action(user, form):
+            accounts.send_user_activation(current_user, user)
+            return f"An activation link is on its way to {user.email}."
 
         return self._account_action(user_id, action)
 

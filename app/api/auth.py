@@ -68,9 +68,10 @@ def _token_rate_limit() -> str:
 
 
 class TokenRequest(Body):
-    messages = {"email": "Give the email address of your account.", "password": "Give your password."}
+    messages = {"email": "Give the email address (or phone number) of your account.", "password": "Give your password."}
 
-    email: Annotated[str, Field(min_length=1)]
+    email: Annotated[str, Field(min_length=1, description="The account's email address, or the phone number of "
+                                                          "its member record, as on the sign-in page.")]
     password: Annotated[str, Field(min_length=1, json_schema_extra={"format": "password"})]
     name: Text(80) | None = Field(None, description="A label for the token (default: api).")
 
@@ -88,7 +89,7 @@ class Token(Out):
 def issue_token(json: TokenRequest):
     """Get a bearer token
 
-    Checks email and password like the login page, sharing its lockout (repeated failures from one
+    Checks email (or phone) and password like the login page, sharing its lockout (repeated failures from one
     address lock that address out of the account; a locked address answers 401 like a wrong password)
     and its per-IP rate limit (429). The failure count is committed even though the request fails, or
     the lockout could be dodged.

@@ -30,6 +30,7 @@ from app.extensions import db
 from app.models import MEMBER_STATUSES
 from app.services import card_pdf, self_service
 from app.services import events as event_service
+from app.services import profile as profile_service
 
 
 # --- schemas -----------------------------------------------------------------------------
@@ -56,13 +57,16 @@ class Me(Out):
     phone: str | None = Field(description="E.164, e.g. +260977123456.")
     email: str | None
     address: str | None
+    pending_email: str | None = Field(description="A new address waiting for the link mailed to it to be "
+                                                  "followed; email changes only then.")
 
     @classmethod
     def of(cls, member: models.Member) -> Me:
         unit = member.unit
         return cls.model_validate({
-            **{key: getattr(member, key) for key in cls.model_fields if key != "unit"},
+            **{key: getattr(member, key) for key in cls.model_fields if key not in ("unit", "pending_email")},
             "unit": {"id": unit.id, "name": unit.name, "code": unit.code, "level": unit.level_name},
+            "pending_email": profile_service.pending_email(member),
         })
 
 
@@ -73,7 +77,9 @@ class MeUpdate(Body):
 
     phone: str | None = Field(None, description="Any common spelling; stored as E.164. Unique.")
     email: Email | None = Field(None, json_schema_extra={"format": "email"},
-                                description="Unique (case-insensitive). Your login's address does not change.")
+                                description="Unique (case-insensitive). A new address is mailed a confirmation "
+                                            "link and shows as pending_email until it is followed; null clears "
+                                            "the address at once. Your login's address does not change.")
     address: Text(500) | None = None
 
 
@@ -113,11 +119,12 @@ def get_me():
 def update_me(json: MeUpdate):
     """Change your contact details
 
-    phone, email and address only (other fields are changed by staff). A phone or email another member
-    has is a 409 that does not say whose it is. Needs profile.update_own.
+    phone, email and address only (other fields are changed by staff, or asked for in the portal). A new
+    email changes only once the link mailed to it is followed (pending_email until then). A phone or email
+    another member has is a 409 that does not say whose it is. Needs profile.update_own.
     404 also when your login is not linked to a membership record (staff logins usually are not).
     """
-    member = self_service.update_contact(actor(), json.values())
+    member = profile_service.update_contact(actor(), json.values())
     db.session.commit()
     return Me.of(member)
 

@@ -14,6 +14,9 @@ from app.models.links import LINK_PURPOSES, OneTimeLink
 from app.models.mail import MAIL_STATUSES, MailMessage
 from app.models.people import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag
 from app.models.rbac import ApiToken, LoginFailure, Permission, Role, RoleAssignment, User
+from app.models.requests import (  # profile change and erasure requests (issue 11)
+    CHANGE_REQUEST_STATUSES, ERASURE_STATUSES, REQUESTABLE_FIELDS, ErasureRequest, MemberChangeRequest,
+)
 
 __all__ = [
     "ApiToken",
@@ -45,6 +48,11 @@ __all__ = [
     "Member",
     "MemberPhoto",
     "MemberStatusChange",
+    "MemberChangeRequest",
+    "ErasureRequest",
+    "CHANGE_REQUEST_STATUSES",
+    "ERASURE_STATUSES",
+    "REQUESTABLE_FIELDS",
     "MembershipCard",
     "Permission",
     "Role",

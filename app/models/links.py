@@ -18,9 +18,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 
-# verify-email: a new member (or a changed address) proves the mailbox is theirs;
-# reset-password: "Forgot password"; activate: set a first password (members made by staff, new staff).
-LINK_PURPOSES = ("verify-email", "reset-password", "activate")
+# verify-email: a member who joined proves the mailbox is theirs; change-email: a member's new address does
+# (following it makes the change); reset-password: "Forgot password"; activate: set a first password
+# (members made by staff, new staff).
+LINK_PURPOSES = ("verify-email", "change-email", "reset-password", "activate")
 
 
 class OneTimeLink(db.Model):

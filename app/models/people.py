@@ -98,6 +98,13 @@ class Member(db.Model):
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", use_alter=True))
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", use_alter=True))
+    # Joining through the portal (app/services/joining.py, migration 0012): when the member proved
+    # the mailbox is theirs, when they consented to which privacy notice, and why staff turned an
+    # application down (a rejected application is withdrawn from the registry: deleted_at is set).
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consent_version: Mapped[str | None] = mapped_column(String(20))
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
 
     unit: Mapped["Unit"] = relationship()  # noqa: F821
     tags: Mapped[list[Tag]] = relationship(secondary=member_tags, order_by=Tag.name)

@@ -5,7 +5,11 @@
 - ``card``: ``/card``, the card on screen with its QR code (``/card/qr.png``)
   and its PDF (``/card/pdf``, the console's renderer);
 - ``events``: ``/events``, events open to the member, their registrations
-  and attendance history; an event's page; register and cancel (POST).
+  and attendance history; an event's page; register and cancel (POST);
+- ``join``: ``/join`` (apply: a pending member and a login), email
+  verification links, ``/privacy`` (the notice a joiner consents to);
+- ``profile``: ``/profile``, the member's data, contact details, photo,
+  change requests, "my data" (JSON), erasure request; email-change links.
 
 Views parse and render; the rules are in ``app.services.self_service`` (and
 the services it calls), which only ever acts on the signed-in user's own
@@ -14,7 +18,7 @@ commits once. Pages work from 360 px wide; scripts live in app/static/js
 (the Content-Security-Policy runs no inline script).
 """
 
-from app.portal import card, events, home  # noqa: F401  (each attaches its routes to ``bp``)
+from app.portal import card, events, home, join, profile  # noqa: F401  (each attaches its routes to ``bp``)
 from app.portal.blueprint import bp
 
 __all__ = ["bp"]

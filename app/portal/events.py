@@ -6,17 +6,21 @@ member's own status on each (waiting-list place included); below it their
 past events (``?past_page=``). Registering and cancelling are POST forms with
 the CSRF token; a full event puts the member on the waiting list. Each POST
 commits once and comes back to the event's page with a message.
+
+``/events/calendar?month=2026-12``: the same events as a month grid
+(``services.event_calendar``), rendered on the server; a bad month is a 400.
 """
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from app.extensions import db
+from app.models.base import utcnow
 from app.portal.blueprint import PER_PAGE, actor, bp, page_arg, pages
+from app.services import event_calendar, self_service
 from app.services import events as event_service
-from app.services import self_service
 from app.services.errors import ServiceError
 
 # The member's coming registrations shown above the list (the list itself is paged).
@@ -40,6 +44,20 @@ def events():
         mine=mine, past=past, past_pager=pages(past_total, past_page), positions=positions,
         labels=self_service.REGISTRATION_LABELS,
     )
+
+
+@bp.route("/events/calendar")
+@login_required
+def events_calendar():
+    me = actor()
+    self_service.own_member(me)
+    today = event_service.local(utcnow()).date()
+    try:
+        first = event_calendar.parse_month(request.args.get("month"), today)
+    except ServiceError:
+        abort(400)
+    return render_template("portal/events_calendar.html", month=event_calendar.month(me, first, today),
+                           labels=self_service.REGISTRATION_LABELS)
 
 
 @bp.route("/events/<pk:event_id>")

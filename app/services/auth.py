@@ -27,7 +27,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.database import insert_on_conflict, write_aside
 from app.extensions import db
-from app.models import ApiToken, LoginFailure, User
+from app.models import ApiToken, LoginFailure, Member, User
 from app.models.base import utcnow
 from app.models.rbac import new_session_token
 from app.security import grants_of, remember_grants
@@ -57,10 +57,15 @@ def _dummy_hash() -> str:
     return _DUMMY_HASHES[method]
 
 
-def set_password(user: User, password: str) -> None:
-    """Set a new password; every session signed in with the old one ends."""
+def check_password_rules(password: str | None) -> None:
+    """Refuse a password that breaks the rules (the one place they are written)."""
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise ServiceError(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.", field="password")
+
+
+def set_password(user: User, password: str) -> None:
+    """Set a new password; every session signed in with the old one ends."""
+    check_password_rules(password)
     user.password_hash = hash_password(password)
     end_sessions(user)
 
@@ -74,16 +79,48 @@ class LoginError(ServiceError):
     """Wrong credentials, a locked address or an inactive account (401)."""
 
 
+def find_login(login: str | None) -> tuple[User | None, str]:
+    """The user a sign-in name (an email or a phone number) names, and the key its failures count under.
+
+    An email is matched case-insensitively. Anything without an ``@`` is read
+    as a phone number (normalised as member records are, ``members.normalize_phone``)
+    and finds the login of the one live member record with that number; a
+    number shared by several members names nobody, rather than one at random.
+    Failures of a login that was found count under its email, so the email
+    and the phone share one lockout; a name that finds nobody counts under
+    itself (as typed, normalised), exactly like an unknown email.
+    """
+    from app.services.members import normalize_phone  # late: members is a big module sign-in rarely needs
+
+    raw = (login or "").strip()
+    if "@" in raw or not raw:
+        email = raw.lower()[:254]  # no account has a longer one; the failure row's key fits
+        return db.session.scalar(select(User).where(User.email == email)), email
+    try:
+        phone = normalize_phone(raw[:40])
+    except ServiceError:
+        phone = None
+    if phone is None:
+        return None, raw.lower()[:254]
+    found = db.session.scalars(
+        select(User).join(Member, Member.id == User.member_id)
+        .where(Member.phone == phone, Member.deleted_at.is_(None)).limit(2)
+    ).all()
+    if len(found) != 1:
+        return None, phone
+    return found[0], found[0].email
+
+
 def authenticate(email: str, password: str, address: str | None = None) -> User:
     """Check credentials from ``address`` (the client's IP), applying the lockout.
 
-    Flushes the failure count either way: the caller commits even when this
-    raises, or the lockout could be dodged.
+    ``email`` is the sign-in name: an email address or a member's phone
+    number (``find_login``). Flushes the failure count either way: the
+    caller commits even when this raises, or the lockout could be dodged.
     """
-    email = (email or "").strip().lower()[:254]  # no account has a longer one; the failure row's key fits
     address = (address or "unknown")[:64]
     now = utcnow()
-    user = db.session.scalar(select(User).where(User.email == email))
+    user, email = find_login(email)
     failure = db.session.scalar(
         select(LoginFailure).where(LoginFailure.email == email, LoginFailure.address == address)
     )

@@ -31,13 +31,15 @@ def photo_key(member: Member) -> str:
     return f"members/{member.id}/photo-{uuid.uuid4().hex}.jpg"
 
 
-def set_photo(actor, member: Member, raw: bytes) -> MemberPhoto:
+def set_photo(actor, member: Member, raw: bytes, *, permission: str = "members.update") -> MemberPhoto:
     """Store a member's photo: JPEG or PNG by content, re-encoded and resized.
 
     Re-encoding drops anything hidden in the upload (metadata, trailing data)
-    and keeps photos small enough for cards and lists.
+    and keeps photos small enough for cards and lists. ``permission`` is
+    ``profile.update_own`` when members change their own (the portal): the
+    same checks, another right.
     """
-    authorize(actor, "members.update", member, message="You may not change members here.")
+    authorize(actor, permission, member, message="You may not change this member's photo.")
     max_bytes = current_app.config["PHOTO_MAX_BYTES"]
     if not raw:
         raise ServiceError("The photo file is empty.", field="photo")
@@ -75,9 +77,9 @@ def set_photo(actor, member: Member, raw: bytes) -> MemberPhoto:
     return photo
 
 
-def remove_photo(actor, member: Member) -> None:
-    """Take a member's photo away (members.update); its stored file goes once that is committed."""
-    authorize(actor, "members.update", member, message="You may not change members here.")
+def remove_photo(actor, member: Member, *, permission: str = "members.update") -> None:
+    """Take a member's photo away (members.update, or profile.update_own for their own); the file goes on commit."""
+    authorize(actor, permission, member, message="You may not change this member's photo.")
     photo = db.session.get(MemberPhoto, member.id)
     if photo is None:
         return

@@ -37,11 +37,11 @@ from app.extensions import db
 from app.models import Event, EventRegistration, Member, MembershipCard
 from app.models.base import utcnow
 from app.security import authorize, load_for, permits, scoped
-from app.services import audit
 from app.services import cards as card_service
 from app.services import events as event_service
 from app.services import members as member_service
 from app.services.errors import NotFound, ServiceError
+from app.services.events import notify
 from app.services.inputs import parse_id
 from app.services.validation import FieldErrors
 
@@ -293,10 +293,15 @@ def register_self(actor: Any, event_id: Any, *, notes: str | None = None) -> tup
 
     Returns ``(registration, created)``; registering again changes nothing.
     The event service keeps the rules (deadline, capacity, barred statuses).
+    A new registration queues the confirmation mail (``events.notify``),
+    delivered once the caller commits.
     """
     member = linked_member(actor)
     event = event_service.load_event(actor, event_id, "events.register")
-    return event_service.register(actor, event, member, source="self", notes=notes)
+    reg, created = event_service.register(actor, event, member, source="self", notes=notes)
+    if created:
+        notify.registered(reg, waitlist_positions([reg]).get(reg.id), actor)
+    return reg, created
 
 
 def cancel_self(actor: Any, event_id: Any) -> tuple[EventRegistration, list[EventRegistration]]:
@@ -347,23 +352,5 @@ def clean_contact(data: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def update_contact(actor: Any, data: dict[str, Any]) -> Member:
-    """Change the actor's own phone, email or address (an empty value clears it).
-
-    Duplicates of another member's phone or email are refused (409) without
-    naming who holds them. The audit log records the change.
-    """
-    member = own_member(actor, "profile.update_own")
-    values = clean_contact(data)
-    member_service.check_duplicates(actor, national_id=None, phone=values.get("phone"),
-                                    email=values.get("email"), exclude_id=member.id)
-    before = {key: getattr(member, key) for key in values}
-    for key, value in values.items():
-        setattr(member, key, value)
-    member.updated_by_id = getattr(actor, "id", None)
-    db.session.flush()
-    changes = audit.diff(before, {key: getattr(member, key) for key in values})
-    if changes:
-        audit.record(actor, "member.update", member, summary=f"{member.full_name} updated their contact details",
-                     changes=changes)
-    return member
+# Changing them (phone and address at once, a new email once its mailed link is followed) is
+# ``app.services.profile.update_contact``: the one path for the portal and PATCH /api/v1/me.

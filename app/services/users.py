@@ -81,7 +81,7 @@ def check_can_manage(actor, user: User) -> None:
 def create_user(
     actor,
     email: str,
-    password: str,
+    password: str | None,
     *,
     role: Role | None = None,
     unit: Unit | None = None,
@@ -107,8 +107,9 @@ def create_user(
     errors = FieldErrors()  # a bad email and a short password are reported together
     with errors.check():
         user.email = email = normalize_login_email(email)
-    with errors.check():
-        set_password(user, password)
+    if password is not None:  # None: no usable password until they follow an activation link (services.accounts)
+        with errors.check():
+            set_password(user, password)
     errors.raise_if_any()
     existing = db.session.scalar(select(User.id).where(User.email == email))
     if existing is not None:

@@ -217,6 +217,11 @@ def test_every_operation_answers_as_documented(api, as_super, staff, tree, make_
     name = as_super.get(f"/jobs/{printed['job']['id']}").get_json()["job"]["files"][0]["name"]
     called.add(("get", "/jobs/{job_id}/files/{name}"))
     assert as_super.get(f"/jobs/{printed['job']['id']}/files/{name}").status_code == 200
+    # pending members: approve one, turn one down (issue 11)
+    waiting = make_member(tree["w1"], status="pending")
+    call("post", "/members/{member_id}/approve", 200, ids={"member_id": waiting.id})
+    refused = make_member(tree["w1"], status="pending")
+    call("post", "/members/{member_id}/reject", 200, ids={"member_id": refused.id}, json={"reason": "tour"})
     # last: members and the token itself
     call("delete", "/members/{member_id}", 204, ids={"member_id": new["id"]})
     call("delete", "/auth/token", 204)

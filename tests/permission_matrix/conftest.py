@@ -28,7 +28,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEntry, ImportUpload, Unit, User
+from app.models import AuditEntry, ErasureRequest, ImportUpload, MemberChangeRequest, Unit, User
 from app.models.base import utcnow
 from app.services import cards as card_service
 from app.services import events as event_service
@@ -74,6 +74,16 @@ class _Builder:
         return user
 
 
+def _requests(member) -> dict[str, int]:
+    """A pending change request (first name) and erasure request of ``member``, as the portal makes them."""
+    change = MemberChangeRequest(member=member, fields={"first_name": "Changed"},
+                                 old_values={"first_name": member.first_name}, status="pending")
+    erasure = ErasureRequest(member=member, status="pending")
+    db.session.add_all([change, erasure])
+    db.session.flush()
+    return {"change_request": change.id, "erasure_request": erasure.id}
+
+
 def _build() -> dict[str, Any]:
     rbac.create_role(None, READER_ROLE[0], "Reads across an area", READER_ROLE[1])
     make = _Builder()
@@ -117,7 +127,12 @@ def _build() -> dict[str, Any]:
             "empty_unit": make.units[SIDE_UNITS["empty_unit"][side]].id,
             "user": user.id, "assignment": user.assignments[0].id, "entry": entry.id,
             "event": event.id, "attachment": agenda.id, "card": card.id, "cardless": make.member(ward_key).id,
+            # A pending member of the side's ward, for the approval rows (issue 11).
+            "pending": member_service.create_member(None, {"first_name": "Pending", "last_name": side.title(),
+                                                           "unit_id": ward.id, "status": "pending"}).id,
             "mail": message.id,
+            # A pending change request and erasure request of the side's member (issue 11: the profile).
+            **_requests(member),
             "role": matrix_role.id, "member_role": roles["member"], "coord_role": roles["ward_coordinator"],
             "csv_file": Upload("members.csv", CSV.read_bytes()), "pdf_file": Upload("minutes.pdf", PDF),
         }

@@ -96,6 +96,30 @@ ROWS = [
     Row("member.restore_view", "POST", "/admin/member/restore/", "members.delete", "deleted_member",
         {"id": "{deleted_member}"}, reads="members.delete"),
     Row("member.export_view", "GET", "/admin/member/export/?format=csv", "members.export"),
+    # pending approvals (issue 11): deciding on a pending member needs members.update over them
+    Row("approvals.index", "GET", "/admin/approvals/", "members.update"),
+    Row("approvals.approve", "POST", "/admin/approvals/{pending}/approve", "members.update", "pending"),
+    Row("approvals.bulk_approve", "POST", "/admin/approvals/approve", "members.update", body={"ids": "{pending}"}),
+    Row("approvals.reject", "GET", "/admin/approvals/{pending}/reject", "members.update", "pending"),
+    Row("approvals.reject", "POST", "/admin/approvals/{pending}/reject", "members.update", "pending",
+        {"reason": "matrix"}, form=True),
+    # activation links (issue 11): one member (needs members.update over them), or the whole list as it stands
+    Row("member.activation_view", "POST", "/admin/member/activation/{member}", "members.update", "member"),
+    Row("member.activation_list_view", "POST", "/admin/member/activation/list", "members.update"),
+    # profile change and erasure requests (issue 11): they live in their member's unit; deciding a change
+    # needs members.update over the member, handling an erasure request members.delete
+    Row("change_requests.index", "GET", "/admin/change-requests/", "members.read"),
+    Row("change_requests.details", "GET", "/admin/change-requests/{change_request}", "members.read",
+        "change_request"),
+    Row("change_requests.approve", "POST", "/admin/change-requests/{change_request}/approve", "members.update",
+        "change_request"),
+    Row("change_requests.reject", "POST", "/admin/change-requests/{change_request}/reject", "members.update",
+        "change_request", {"reason": "matrix"}, form=True),
+    Row("erasure_requests.index", "GET", "/admin/erasure-requests/", "members.read"),
+    Row("erasure_requests.details", "GET", "/admin/erasure-requests/{erasure_request}", "members.read",
+        "erasure_request"),
+    Row("erasure_requests.handle", "POST", "/admin/erasure-requests/{erasure_request}/handle", "members.delete",
+        "erasure_request", {"note": "matrix"}, form=True),
     # --- console: geography
     Row("geo.index", "GET", "/admin/geography/", "members.read"),
     Row("geo.create", "GET", "/admin/geography/new", "units.create"),
@@ -129,6 +153,7 @@ ROWS = [
     Row("users.permissions", "GET", "/admin/users/{user}/permissions", "users.read", "user"),
     Row("users.set_active", "POST", "/admin/users/{user}/active", "users.update", "user", {"active": "0"}),
     Row("users.unlock", "POST", "/admin/users/{user}/unlock", "users.update", "user"),
+    Row("users.send_activation", "POST", "/admin/users/{user}/activation", "users.update", "user"),
     Row("users.assign", "POST", "/admin/users/{user}/assign", "users.update", "user",
         {"role_id": "{member_role}", "unit_id": "{unit}"}, form=True),
     Row("users.unassign", "POST", "/admin/users/{user}/assignments/{assignment}/remove", "users.update", "user"),
@@ -252,6 +277,9 @@ ROWS = [
     Row("api.checkin", "POST", "/api/v1/events/{event}/checkin", "events.update", "event",
         {"member_id": "{member}", "nonce": "matrix-1"}),
     Row("api.member_events", "GET", "/api/v1/members/{member}/events", "members.read", "member"),
+    Row("api.approve_member", "POST", "/api/v1/members/{pending}/approve", "members.update", "pending"),
+    Row("api.reject_member", "POST", "/api/v1/members/{pending}/reject", "members.update", "pending",
+        {"reason": "matrix"}),
     # --- API: long work (202 + Location) and its jobs (the starter's, or any for super admins)
     Row("api.start_member_import", "POST", "/api/v1/members/imports", "members.create",
         body={"file": "{csv_file}"}),
@@ -287,14 +315,46 @@ ROWS = [
     Row("portal.card_qr", "GET", "/card/qr.png", "cards.read_own", own=True),
     Row("portal.card_pdf_file", "GET", "/card/pdf", "cards.read_own", own=True),
     Row("portal.events", "GET", "/events", "events.register", own=True),
+    Row("portal.events_calendar", "GET", "/events/calendar", "events.register", own=True),
     Row("portal.event", "GET", "/events/{event}", "events.register", "event", own=True),
     Row("portal.register", "POST", "/events/{event}/register", "events.register", "event", own=True),
     Row("portal.cancel", "POST", "/events/{event}/cancel", "events.register", "event", own=True),
+    # --- the profile (issue 11): the caller's own record only; the email links are in PUBLIC
+    Row("portal.profile", "GET", "/profile", "profile.read_own", own=True),
+    Row("portal.profile_contact", "POST", "/profile/contact", "profile.update_own",
+        body={"phone": "", "email": "", "address": "Matrix street"}, own=True),
+    Row("portal.profile_photo", "POST", "/profile/photo", "profile.update_own", body={"remove": "1"}, own=True),
+    Row("portal.profile_change", "POST", "/profile/changes", "profile.update_own", body={"first_name": "Matrix"},
+        own=True),
+    Row("portal.profile_change_withdraw", "POST", "/profile/changes/withdraw", "profile.update_own", own=True),
+    Row("portal.profile_data", "GET", "/profile/data", "profile.read_own", own=True),
+    Row("portal.profile_delete", "GET", "/profile/delete", "profile.read_own", own=True),
+    Row("portal.profile_delete", "POST", "/profile/delete", "profile.update_own", body={"confirm": "y"}, own=True),
+    # --- joining (issue 11): public pages; the form's POST and the links are tested in tests/portal/
+    Row("portal.join", "GET", "/join", "public"),
+    Row("portal.join_units", "GET", "/join/units?unit_0={unit}", "public"),
+    Row("portal.join_done", "GET", "/join/done", "public"),
+    Row("portal.privacy", "GET", "/privacy", "public"),
+    Row("portal.new_verification_link", "GET", "/join/new-link", "public"),
+    Row("portal.new_verification_link", "POST", "/join/new-link", "public", body={"email": "matrix@example.org"}),
+    # --- accounts (issue 11): forgot password is public; changing one's password needs any sign-in
+    Row("accounts.forgot", "GET", "/password/forgot", "public"),
+    Row("accounts.forgot", "POST", "/password/forgot", "public", body={"login": "matrix@example.org"}),
+    Row("accounts.change_password", "GET", "/account/password", "api"),
+    Row("accounts.change_password", "POST", "/account/password", "api",
+        body={"current_password": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD}, form=True),
 ]
 
 # Anyone may call these (they are tested in their own modules).
 PUBLIC = {("api.issue_token", "POST"), ("api.openapi_document", "GET"), ("api.verify_card", "POST"),
-          ("api.index", "GET"), ("api_reference.reference", "GET")}
+          ("api.index", "GET"), ("api_reference.reference", "GET"),
+          # one-time links (a token in the path): tests/test_accounts.py and tests/test_accounts_activation.py
+          ("accounts.reset", "GET"), ("accounts.reset", "POST"), ("accounts.activate", "GET"),
+          ("accounts.activate", "POST"),
+          # joining: the form (tests/portal/test_join.py) and its one-time links (tests/portal/test_verify_email.py)
+          ("portal.join", "POST"), ("portal.verify_email", "GET"), ("portal.verify_email", "POST"),
+          # the profile's email-change link (a token in the path): tests/portal/test_profile.py
+          ("portal.confirm_email", "GET"), ("portal.confirm_email", "POST")}
 # Outside the matrix: sign-in, the public verification pages (the QR's and the /verify/ index), static files.
 EXCLUDED_BLUEPRINTS = {"auth", "verify", "verify_index"}
 EXCLUDED_ENDPOINTS = {"static", "admin.static"}

@@ -15,7 +15,7 @@ def test_anonymous_gets_the_landing_page_with_a_sign_in_link(client):
     assert response.status_code == 200
     page = text(response)
     assert 'id="landing"' in page and 'href="/login"' in page
-    assert "Join" not in page  # no join route exists yet
+    assert 'href="/join"' in page  # joining through the portal (issue 11)
     assert 'id="nav-card"' not in page and 'id="sign-out"' not in page
 
 

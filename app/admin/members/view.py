@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.admin.base import ScopedModelView
+from app.admin.members.accounts import MemberAccountsMixin
 from app.admin.members.details import MemberDetailsMixin
 from app.admin.members.editing import MemberEditingMixin
 from app.admin.members.export import MemberExportMixin
@@ -22,8 +23,8 @@ from app.admin.widgets import ConsoleForm, RequestFilterOptions
 from app.models import Member
 
 
-class MemberView(MemberListMixin, MemberEditingMixin, MemberRemovalMixin, MemberDetailsMixin, MemberExportMixin,
-                 RequestFilterOptions, ScopedModelView):
+class MemberView(MemberListMixin, MemberEditingMixin, MemberAccountsMixin, MemberRemovalMixin, MemberDetailsMixin,
+                 MemberExportMixin, RequestFilterOptions, ScopedModelView):
     resource = "members"
     scope_model = Member
 

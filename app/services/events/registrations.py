@@ -23,6 +23,7 @@ from app.models.base import utcnow
 from app.security import authorize, permits, scope_filter
 from app.services import audit
 from app.services.errors import Forbidden, ServiceError
+from app.services.events import notify
 from app.services.events.visibility import BARRED_MEMBER_STATUSES, REFUSALS, member_in_event_area
 from app.services.members import text_value
 
@@ -176,6 +177,7 @@ def promote_waitlist(actor, event: Event) -> list[EventRegistration]:
         audit.record(actor, "event.promote", event,
                      summary=f"{reg.member.full_name} moved from the waiting list to registered for {event.title}",
                      changes={"member_id": reg.member_id})
+        notify.promoted(reg, actor)  # whoever freed the place, the member hears they have it
     return promoted
 
 
