@@ -10,22 +10,13 @@ import re
 import pytest
 
 from app.extensions import db
+from tests.browser.support import PHONE, fits, submit
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 360, "height": 740}
 NEW = "a-much-better-passphrase"
 NEWER = "an-even-better-passphrase"
-
-
-def _fits(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-
-
-def _submit(page) -> None:
-    with page.expect_navigation():
-        page.click("main button[type=submit]")
 
 
 def test_forgot_password_to_sign_in_on_a_phone(live_server, browser, tree, make_member, make_user, smtp_mail):
@@ -40,9 +31,9 @@ def test_forgot_password_to_sign_in_on_a_phone(live_server, browser, tree, make_
         page.goto(f"{live_server}/login")
         with page.expect_navigation():
             page.click("#forgot-link")
-        assert _fits(page)
+        assert fits(page)
         page.fill("input[name=login]", "0977 123 456")
-        _submit(page)
+        submit(page)
         assert page.locator("#forgot-sent h1").inner_text() == "Check your email"
 
         [mail] = smtp_mail.wait_for(1)
@@ -50,20 +41,20 @@ def test_forgot_password_to_sign_in_on_a_phone(live_server, browser, tree, make_
         path = re.search(r"http://[^/\s]+(/password/reset/\S+)", body).group(1)
         page.goto(f"{live_server}{path}")
         assert page.locator("#reset h1").inner_text() == "Choose a new password"
-        assert _fits(page)
+        assert fits(page)
         page.fill("input[name=password]", NEW)
         page.fill("input[name=confirm]", "not the same at all")
-        _submit(page)
+        submit(page)
         assert "The two passwords are not the same." in page.locator("#reset").inner_text()
         page.fill("input[name=password]", NEW)
         page.fill("input[name=confirm]", NEW)
-        _submit(page)
+        submit(page)
         assert page.url == f"{live_server}/login"
         assert "Your new password is set" in page.locator("main").inner_text()
 
         page.fill("input[name=email]", "0977 123 456")
         page.fill("input[name=password]", NEW)
-        _submit(page)
+        submit(page)
         assert page.url == f"{live_server}/"
         assert page.locator("h1").inner_text() == "Hello, Chanda"
 
@@ -72,16 +63,16 @@ def test_forgot_password_to_sign_in_on_a_phone(live_server, browser, tree, make_
             page.click(".navbar-toggler")
         with page.expect_navigation():
             page.click("#nav-password")
-        assert _fits(page)
+        assert fits(page)
         page.fill("input[name=current_password]", PASSWORD)  # the old one: refused
         page.fill("input[name=password]", NEWER)
         page.fill("input[name=confirm]", NEWER)
-        _submit(page)
+        submit(page)
         assert "This is not your current password." in page.locator("#change-password").inner_text()
         page.fill("input[name=current_password]", NEW)
         page.fill("input[name=password]", NEWER)
         page.fill("input[name=confirm]", NEWER)
-        _submit(page)
+        submit(page)
         assert "Your password is changed" in page.locator("main").inner_text()
         page.goto(f"{live_server}/")
         assert page.locator("h1").inner_text() == "Hello, Chanda"  # still signed in

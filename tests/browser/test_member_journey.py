@@ -28,7 +28,7 @@ from app.models.base import utcnow
 from app.services import cards as card_service
 from app.services import events as event_service
 from app.services.auth import WRONG_CREDENTIALS
-from tests.browser.journey_support import (
+from tests.browser.support import (
     desktop_page,
     fits,
     link_in,

@@ -8,7 +8,6 @@ screenshots of the pages along the way.
 from __future__ import annotations
 
 import io
-import os
 from datetime import timedelta
 
 import pytest
@@ -19,30 +18,10 @@ from app.extensions import db
 from app.models.base import utcnow
 from app.services import cards as card_service
 from app.services import events as event_service
+from tests.browser.support import PHONE, fits, menu, shot
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
-
-PHONE = {"width": 360, "height": 740}
-
-
-def _shot(page, name):
-    folder = os.environ.get("PORTAL_SCREENSHOTS")
-    if folder:
-        page.screenshot(path=os.path.join(folder, f"portal-{name}.png"), full_page=True)
-
-
-def _fits(page) -> bool:
-    """Nothing sticks out sideways: the page scrolls only up and down."""
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-
-
-def _menu(page, link_id: str) -> None:
-    """Open the folded menu (narrow screens) and follow one of its links."""
-    if not page.locator(f"#{link_id}").is_visible():
-        page.click(".navbar-toggler")
-    with page.expect_navigation():
-        page.click(f"#{link_id}")
 
 
 def test_member_shows_card_and_registers_on_a_phone(live_server, browser, tree, make_member, make_user):
@@ -77,21 +56,21 @@ def test_member_shows_card_and_registers_on_a_phone(live_server, browser, tree, 
         assert "Ward meeting" in page.locator("#dashboard-events").inner_text()
         assert "No notices yet" in page.locator("#notices").inner_text()
         assert not page.locator("#nav-card").is_visible()  # folded into the menu on a phone
-        assert _fits(page)
-        _shot(page, "1-dashboard")
+        assert fits(page)
+        shot(page, "portal-1-dashboard")
 
         # My card: the QR code on screen scans to a credential that verifies.
-        _menu(page, "nav-card")
+        menu(page, "nav-card")
         qr = page.locator("#card-qr")
         qr.scroll_into_view_if_needed()
         page.wait_for_function("document.getElementById('card-qr').complete "
                                "&& document.getElementById('card-qr').naturalWidth > 0")
         box = qr.bounding_box()
         assert box["width"] >= 250 and abs(box["width"] - box["height"]) < 2  # big and square on a 360 px screen
-        assert _fits(page)
-        _shot(page, "2-card")
-        shot = Image.open(io.BytesIO(qr.screenshot()))
-        found = zxingcpp.read_barcodes(shot)
+        assert fits(page)
+        shot(page, "portal-2-card")
+        picture = Image.open(io.BytesIO(qr.screenshot()))
+        found = zxingcpp.read_barcodes(picture)
         assert len(found) == 1, "the QR code on the screen could not be read"
         verdict = card_service.verify_token(card_service.scanned_token(found[0].text))
         assert (verdict.status, verdict.card_number) == ("valid", card.card_number)
@@ -101,7 +80,7 @@ def test_member_shows_card_and_registers_on_a_phone(live_server, browser, tree, 
         assert download.value.suggested_filename == f"card-{card.card_number}.pdf"
 
         # My events: open the event, register, and find it among "You are going to".
-        _menu(page, "nav-events")
+        menu(page, "nav-events")
         assert page.locator("#my-registrations").count() == 0
         with page.expect_navigation():
             page.click(f"#open-events [data-event-id='{event.id}']")
@@ -110,13 +89,13 @@ def test_member_shows_card_and_registers_on_a_phone(live_server, browser, tree, 
             page.click("#register")
         assert "You are registered for Ward meeting." in page.locator(".alert-success").inner_text()
         assert page.locator("#my-registration").get_attribute("data-status") == "registered"
-        assert _fits(page)
-        _shot(page, "3-registered")
-        _menu(page, "nav-events")
+        assert fits(page)
+        shot(page, "portal-3-registered")
+        menu(page, "nav-events")
         going = page.locator("#my-registrations")
         assert "Ward meeting" in going.inner_text() and "Registered" in going.inner_text()
-        assert _fits(page)
-        _shot(page, "4-my-events")
+        assert fits(page)
+        shot(page, "portal-4-my-events")
     finally:
         context.close()
 

@@ -7,34 +7,13 @@ screenshots of the pages along the way.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from app.extensions import db
+from tests.browser.support import PHONE, fits, shot, sign_in
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
-
-PHONE = {"width": 360, "height": 740}
-
-
-def _shot(page, name):
-    folder = os.environ.get("PORTAL_SCREENSHOTS")
-    if folder:
-        page.screenshot(path=os.path.join(folder, f"profile-{name}.png"), full_page=True)
-
-
-def _fits(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-
-
-def _sign_in(page, base: str, email: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.click("button[type=submit]")
 
 
 def test_change_request_approved_by_the_coordinator_shows_on_the_profile(live_server, browser, tree, make_member,
@@ -50,14 +29,14 @@ def test_change_request_approved_by_the_coordinator_shows_on_the_profile(live_se
     console = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     console.set_default_timeout(15_000)
     try:
-        _sign_in(page, live_server, "chanda@test.org")
+        sign_in(page, live_server, "chanda@test.org", PASSWORD)
         page.click(".navbar-toggler")
         with page.expect_navigation():
             page.click("#nav-profile")
         assert page.locator("h1").inner_text() == "My profile"
         assert page.locator("[data-field=last_name]").inner_text() == "Mwansa"
-        assert _fits(page)
-        _shot(page, "profile")
+        assert fits(page)
+        shot(page, "profile-profile")
 
         page.fill("#last_name", "Mwansa-Banda")
         page.fill("#note", "Married in June")
@@ -65,10 +44,10 @@ def test_change_request_approved_by_the_coordinator_shows_on_the_profile(live_se
             page.click("#change-send")
         assert "Change request pending" in page.locator("#pending-change").inner_text()
         assert "Mwansa-Banda" in page.locator("#pending-change").inner_text()
-        assert _fits(page)
-        _shot(page, "pending")
+        assert fits(page)
+        shot(page, "profile-pending")
 
-        _sign_in(console, live_server, "coord@test.org")
+        sign_in(console, live_server, "coord@test.org", PASSWORD)
         console.goto(f"{live_server}/admin/change-requests/")
         with console.expect_navigation():
             console.click("#change-list a:has-text('Chanda Mwansa')")
@@ -82,8 +61,8 @@ def test_change_request_approved_by_the_coordinator_shows_on_the_profile(live_se
         assert page.locator("[data-field=last_name]").inner_text() == "Mwansa-Banda"
         assert page.locator("#pending-change").count() == 0
         assert "Approved" in page.locator("#earlier-changes").inner_text()
-        assert _fits(page)
-        _shot(page, "approved")
+        assert fits(page)
+        shot(page, "profile-approved")
     finally:
         phone.close()
         console.context.close()

@@ -1,11 +1,12 @@
-"""Small helpers for the end-to-end browser journey: phone and desktop contexts, the menu, sign-in, mail.
+"""What the browser tests share: phone and desktop contexts, the menu, sign-in, screenshots, mail.
 
 Kept apart from conftest.py so they are plain functions a test imports (not
-fixtures); the other browser tests may move to them when next touched.
+fixtures). Set PORTAL_SCREENSHOTS=/some/dir to keep screenshots (``shot``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from email.message import EmailMessage
@@ -27,6 +28,13 @@ def desktop_page(browser):
     page = browser.new_context(viewport=DESKTOP).new_page()
     page.set_default_timeout(15_000)
     return page
+
+
+def shot(page, name: str) -> None:
+    """A full-page screenshot into PORTAL_SCREENSHOTS, when set (for people looking at the pages)."""
+    folder = os.environ.get("PORTAL_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=os.path.join(folder, f"{name}.png"), full_page=True)
 
 
 def fits(page) -> bool:
