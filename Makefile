@@ -30,7 +30,7 @@ run: setup
 	@echo "Muster is running at http://127.0.0.1:$(PORT)/  (staff console: http://127.0.0.1:$(PORT)/admin/)"
 	@echo "Demo logins, password 'demo-password': superadmin@demo.test, admin@demo.test, coordinator@demo.test, member@demo.test"
 	@echo ""
-	@echo "Starting the web server and the background worker (Procfile); Ctrl-C stops both."
+	@echo "Starting the web server, the background worker and the scheduler (Procfile); Ctrl-C stops them all."
 	$(BIN)/honcho start -f Procfile -p $(PORT)
 
 test: setup-dev

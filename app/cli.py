@@ -28,6 +28,9 @@ def register_commands(app: Flask) -> None:
     from app.cli_mail import register as register_mail_commands
 
     register_mail_commands(app)  # flask mail send-test ADDRESS
+    from app.cli_scheduler import register as register_scheduler_commands
+
+    register_scheduler_commands(app)  # flask scheduler run; flask jobs list / run NAME (issue 12)
 
     @app.cli.command("seed-demo")
     @click.option("--members", "member_count", default=2000, show_default=True, help="Members to create.")

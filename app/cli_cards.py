@@ -3,7 +3,7 @@
 - ``flask cards keys``: the keys that sign and verify card codes;
 - ``flask cards rotate-key``: a new signing key (cards already printed keep verifying);
 - ``flask cards retire-key KEY_ID``: stop accepting codes signed by an old key;
-- ``flask cards expire``: mark active cards past their expiry date as expired;
+- ``flask cards expire``: expire cards past their date and grace period, lapse their members;
 - ``flask cards print OUT.pdf --unit CODE``: the print sheet of a unit's active cards.
 """
 
@@ -17,7 +17,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Member, MembershipCard, Unit
 from app.security import subtree_unit_ids
-from app.services import card_keys, card_pdf, cards
+from app.models.base import utcnow
+from app.services import card_keys, card_pdf, cards, lifecycle
 from app.services.errors import AccessDenied, ServiceError
 
 group = AppGroup("cards", help="Membership cards: signing keys, expiry, print sheets.")
@@ -59,10 +60,14 @@ def retire_key_command(kid: str) -> None:
 
 @group.command("expire")
 def expire_command() -> None:
-    """Mark active cards past their expiry date as expired (safe to run any time)."""
-    count = cards.expire_cards()
+    """Expire active cards past their expiry date and grace period, lapse their members (safe any time).
+
+    The scheduler's ``cards.expire`` sweep (app.services.lifecycle.expire_sweep), run now.
+    """
+    counts = lifecycle.expire_sweep(utcnow())
     db.session.commit()
-    click.echo(f"{count} card(s) marked expired.")
+    click.echo(f"{counts['cards_expired']} card(s) marked expired; "
+               f"{counts['members_lapsed']} member(s) lapsed.")
 
 
 @group.command("print")

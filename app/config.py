@@ -162,6 +162,8 @@ class Config:
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         self.PERMANENT_SESSION_LIFETIME = int(os.environ.get("MUSTER_SESSION_SECONDS", str(8 * 3600)))
+        # How often the portal's notification bell asks for its count (seconds; htmx polling, issue 12).
+        self.NOTIFICATIONS_POLL_SECONDS = max(1, int(os.environ.get("MUSTER_NOTIFICATIONS_POLL_SECONDS", "60") or 60))
         self.FLASK_ADMIN_SWATCH = "default"
         # The task queue (app/queue.py): unset = SQLite in instance/queue.db; redis://host:6379/0
         # or postgresql://... to share it between machines. Immediate = run tasks in the caller.
@@ -218,6 +220,11 @@ class Config:
         self.CARD_VERIFY_RATE_LIMIT = os.environ.get("MUSTER_CARD_VERIFY_RATE_LIMIT", "60 per minute")
         self.CARD_LOGO = os.environ.get("MUSTER_CARD_LOGO") or None  # a PNG or JPEG file
         self.CARD_COLOR = os.environ.get("MUSTER_CARD_COLOR", "#1d4f91")
+        # Card lifecycle (issue #12): days after its expiry date an active card is "in grace" (it still
+        # verifies, admits at the door and can be renewed) before it expires and its member lapses.
+        self.CARD_GRACE_DAYS = int(os.environ.get("MUSTER_GRACE_DAYS", "30"))
+        # Registrations of an event still "registered" this long after its end become no-shows.
+        self.NO_SHOW_AFTER_HOURS = float(os.environ.get("MUSTER_NO_SHOW_AFTER_HOURS", "2"))
         # Outgoing mail (issue #10, app/services/mail/): Flask-Mailman's settings. With no
         # MAIL_SERVER every message is written as an .eml file under MAIL_FILE_PATH instead.
         self.MAIL_SERVER = os.environ.get("MAIL_SERVER", "").strip() or "localhost"
@@ -242,6 +249,18 @@ class Config:
         self.MAIL_MAX_ATTEMPTS = int(os.environ.get("MUSTER_MAIL_MAX_ATTEMPTS", "8"))
         # How long a worker's claim on a message lasts (longer than MAIL_TIMEOUT's worst case).
         self.MAIL_CLAIM_SECONDS = int(os.environ.get("MUSTER_MAIL_CLAIM_SECONDS", "300"))
+        # The scheduler process (`flask scheduler run`, app/scheduler/): how long the leader's lease lasts
+        # without renewal (a standby takes over at most this long after the leader died; the leader renews,
+        # and re-checks PostgreSQL's advisory lock, three times per lease), and how late a missed firing may
+        # still run (a catch-up at start after the server was down, or a firing the process was too busy for).
+        self.SCHEDULER_LEASE_SECONDS = float(os.environ.get("MUSTER_SCHEDULER_LEASE_SECONDS", "30"))
+        self.SCHEDULER_MISFIRE_HOURS = float(os.environ.get("MUSTER_SCHEDULER_MISFIRE_HOURS", "72"))
+        # Reminders (issue 12; admins may override these in the console, app/services/reminders/settings.py):
+        # renewal reminders at these offsets in days from card expiry, event reminders this many hours
+        # before the start; a reminder missed (the scheduler down) still goes out up to CATCHUP_DAYS late.
+        self.RENEWAL_REMINDERS = os.environ.get("MUSTER_RENEWAL_REMINDERS", "-30,-7,0,+14")
+        self.EVENT_REMINDER_HOURS = float(os.environ.get("MUSTER_EVENT_REMINDER_HOURS", "24"))
+        self.REMINDER_CATCHUP_DAYS = int(os.environ.get("MUSTER_REMINDER_CATCHUP_DAYS", "7"))
 
 
 class TestConfig(Config):
@@ -263,6 +282,9 @@ class TestConfig(Config):
         # Each test shares one connection; tasks (jobs) run in the caller's thread through the
         # same task function, unless a test runs a real consumer (app.queue.using/running_consumer).
         self.QUEUE_IMMEDIATE = True
+        # The tests written before grace existed say "an active card past its date is expired": no grace
+        # here; tests of the grace period (tests/services/test_lifecycle.py) set CARD_GRACE_DAYS themselves.
+        self.CARD_GRACE_DAYS = 0
         # Card signing keys of the test run (removed at exit), never the instance's real ones.
         self.CARD_KEYS_DIR = os.environ.get("MUSTER_TEST_CARD_KEYS_DIR")
         if not self.CARD_KEYS_DIR:

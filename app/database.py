@@ -25,7 +25,8 @@ ask which database is in use.
 The other differences live here too, behind plain names that business code
 calls: ``lock_row`` (a row lock, or SQLite's write lock), ``insert_ignore``,
 ``update_then_insert_ignore`` and ``insert_on_conflict`` (each dialect's ON CONFLICT), ``in_values`` (an array
-parameter on PostgreSQL), ``json_rows`` (rows aggregated into one JSON value), ``take_write_lock`` (SQLite's lock for a job's next
+parameter on PostgreSQL), ``json_rows`` (rows aggregated into one JSON value), ``add_days`` (date
+arithmetic), ``take_write_lock`` (SQLite's lock for a job's next
 transaction) and ``newest_ids_page`` (the paging plan each database runs best,
 with SQLite's INDEXED BY).
 """
@@ -37,7 +38,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from flask import has_request_context, request
-from sqlalchemy import ARRAY, JSON, Engine, any_, bindparam, event, select, text, union_all, update
+from sqlalchemy import ARRAY, JSON, Date, Engine, any_, bindparam, event, literal_column, select, text, union_all, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.compiler import compiles
@@ -267,6 +268,32 @@ def in_values(column, values: list) -> ColumnElement[bool]:
     if _dialect() != "postgresql":
         return column.in_(values)
     return column == any_(bindparam(None, value=list(values), type_=ARRAY(column.type)))
+
+
+class add_days(FunctionElement):  # noqa: N801 (used like func.x)
+    """A date column plus a fixed number of days (``add_days(col, -30)``), as a date: the reminders' schedule.
+
+    PostgreSQL adds an integer to a date; SQLite's ``date(col, '-30 days')``.
+    The number is part of the SQL text (an int, so safe), hence of the cache key.
+    """
+
+    type = Date()
+    inherit_cache = True
+
+    def __init__(self, column, days: int) -> None:
+        super().__init__(column, literal_column(f"{int(days):d}"))
+
+
+@compiles(add_days, "postgresql")
+def _add_days_postgresql(element, compiler, **kw):
+    column, days = element.clauses.clauses
+    return f"({compiler.process(column, **kw)} + {compiler.process(days, **kw)})"
+
+
+@compiles(add_days)
+def _add_days_sqlite(element, compiler, **kw):
+    column, days = element.clauses.clauses
+    return f"date({compiler.process(column, **kw)}, '{int(days.name):+d} days')"
 
 
 class json_rows(FunctionElement):  # noqa: N801 (used like func.x)

@@ -24,6 +24,7 @@ bp = Blueprint("verify", __name__)
 
 STATUS_STYLE = {
     "valid": ("success", "Valid"),
+    "grace": ("warning", "In grace"),
     "expired": ("warning", "Expired"),
     "suspended": ("danger", "Suspended"),
     "revoked": ("danger", "Revoked"),
@@ -33,7 +34,7 @@ STATUS_STYLE = {
 
 # A revoked card (a deleted member's card verifies as revoked) names nobody: whoever holds
 # it is not a member, and the page must not tell a stranger whose card it was.
-SHOWS_HOLDER = ("valid", "expired", "suspended")
+SHOWS_HOLDER = ("valid", "grace", "expired", "suspended")
 
 
 # The QR page and the /verify/ index (app/verify_index.py) draw from one budget per address, so

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "concurrency": "bench.concurrency",
     "schema_libs": "bench.schema_libs",
     "queue": "bench.queue",
+    "lifecycle": "bench.lifecycle",
     "portal": "bench.portal",
 }
 

@@ -91,6 +91,12 @@ def _member_requests(member) -> dict[str, int]:
     return {"change_id": change.id, "erasure_id": erasure.id}
 
 
+def _notification(member) -> int:
+    from app.services import notifications
+
+    return notifications.notify(member, "card.issued", "Probe").id
+
+
 @jobs.handler("bad_ids.noop")
 def _noop_job(ctx):
     ctx.add_file("out.txt", "text/plain", b"done")
@@ -130,6 +136,8 @@ def world(app, tree, staff, make_user, make_member, monkeypatch):
         "unit_id": tree["w1"].id, "user_id": other.id, "assignment_id": other.assignments[0].id,
         "role_id": role.id, "job_id": job.id, "file_id": db.session.get(Job, job.id).files[0].id,
         "upload_id": upload.id, "message_id": message.id,
+        # a notification (issue 12: /api/v1/me/notifications/{id}/read); the probes' logins have no member: 404
+        "notification_id": _notification(member),
         # a member's profile change and erasure requests (the console's request queues)
         **_member_requests(member),
     }

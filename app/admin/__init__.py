@@ -19,6 +19,7 @@ def init_admin(app: Flask) -> Admin:
     from app.admin import mail
     from app.admin import approvals
     from app.admin import change_requests
+    from app.admin import scheduler
 
     admin = Admin(
         app,
@@ -37,5 +38,9 @@ def init_admin(app: Flask) -> Admin:
     audit.register(admin)
     jobs.register(admin)
     mail.register(admin)  # Outgoing mail (issue #10)
+    scheduler.register(admin)  # Scheduler: the sweeps and their runs (issue 12)
+    from app.admin import reminders
+
+    reminders.register(admin)  # Reminders: schedule, delivery log, settings (issue 12)
     admin.add_link(MenuLink(name="API reference", url="/api/docs"))  # the JSON API, for integrators
     return admin

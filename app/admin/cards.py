@@ -68,9 +68,16 @@ def _actor():
     return current_user._get_current_object()
 
 
-def status_badge(status: str) -> Markup:
+def status_badge(status: str, in_grace: bool = False) -> Markup:
+    """The status as a badge; an active card past its date but within the grace period says "In grace"."""
+    if in_grace and status == "active":
+        return Markup('<span class="badge badge-warning" data-status="grace">In grace</span>')
     return Markup('<span class="badge badge-{}">{}</span>').format(STATUS_BADGES.get(status, "secondary"),
                                                                   status.capitalize())
+
+
+def card_badge(card: MembershipCard) -> Markup:
+    return status_badge(card.effective_status(), card.in_grace())
 
 
 # --- forms -----------------------------------------------------------------------------
@@ -140,7 +147,7 @@ def _unit_name(view, context, model, name):
 
 
 def _status(view, context, model, name):
-    return status_badge(model.effective_status())
+    return card_badge(model)
 
 
 class CardView(RequestFilterOptions, ScopedModelView):
@@ -233,6 +240,7 @@ class CardView(RequestFilterOptions, ScopedModelView):
             self.details_template,
             model=card,
             status=status,
+            in_grace=card.in_grace(),
             member=card.member,
             history=history,
             operations=[(op, OPERATIONS[op], forms.get(op) or ReasonForm(formdata=None, prefix=op))
@@ -375,7 +383,7 @@ def member_card_panel(member: Member) -> dict[str, Any]:
         "visible": True,
         "card": card,
         "status": card.effective_status() if card else None,
-        "badge": status_badge(card.effective_status()) if card else None,
+        "badge": card_badge(card) if card else None,
         "can_issue": permits(current_user, "cards.create", member)
         and member.status == "active" and not (card is not None and card.is_current
                                                and card.effective_status() != "expired"),

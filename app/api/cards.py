@@ -45,7 +45,7 @@ MAX_REASON = 1000  # services.cards checks the same
 # A reason in the URL (DELETE /cards/{id}?reason=): short enough that even 4-byte characters, percent-encoded,
 # fit in the request line the server accepts (about 4 KB, else 414); a longer one goes in the body.
 MAX_QUERY_REASON = 300
-VERDICTS = ("valid", "expired", "suspended", "revoked", "unknown", "invalid")
+VERDICTS = ("valid", "grace", "expired", "suspended", "revoked", "unknown", "invalid")
 
 
 # --- schemas -----------------------------------------------------------------------------
@@ -71,7 +71,8 @@ class Card(Out):
     card_number: CardNumber
     member_id: OutId
     unit_id: OutId = Field(description="The member's unit (what scopes the card).")
-    status: Choice(CARD_STATUSES) = Field(description="As of today: an active card past its expiry date is expired.")
+    status: Choice(CARD_STATUSES) = Field(description=(
+        "As of today: an active card past its expiry date and grace period (MUSTER_GRACE_DAYS) is expired."))
     card_type: Choice(CARD_TYPES)
     issued_on: date
     expires_on: date | None = Field(description="null for lifetime cards.")
@@ -139,7 +140,8 @@ class CardVerifyRequest(Body):
 
 class CardVerification(Out):
     status: Literal[VERDICTS] = Field(description=(  # type: ignore[valid-type]
-        "invalid: malformed, altered or not signed by us; unknown: signed by us but not in the register."))
+        "invalid: malformed, altered or not signed by us; unknown: signed by us but not in the register; "
+        "grace: past its expiry date but within the grace period, still valid."))
     card_number: CardNumber | None
     expires_on: date | None
     message: str = Field(description="One sentence for people.")

@@ -69,6 +69,7 @@ TAGS = {tag.name: tag for tag in (
     Tag(name="me", description="Self-service: the signed-in member's own profile, card and events."),
     Tag(name="jobs", description="Long work (imports, card printing) running in the background: progress, "
                                  "result and files."),
+    Tag(name="scheduler", description="The scheduled sweeps (expiry, reminders, clean-up): the record of every run."),
     Tag(name="meta", description="About the API."),
 )}
 

@@ -12,8 +12,11 @@ from app.models.imports import ImportMapping, ImportUpload
 from app.models.jobs import Job, JobFile
 from app.models.links import LINK_PURPOSES, OneTimeLink
 from app.models.mail import MAIL_STATUSES, MailMessage
+from app.models.notifications import MailPreference, Notification  # portal notifications (issue 12)
 from app.models.people import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag
+from app.models.reminders import REMINDER_OUTCOMES, ReminderLog, ReminderSetting  # issue 12
 from app.models.rbac import ApiToken, LoginFailure, Permission, Role, RoleAssignment, User
+from app.models.scheduler import RUN_STATUSES, RUN_TRIGGERS, SchedulerLease, SchedulerRun  # issue 12
 from app.models.requests import (  # profile change and erasure requests (issue 11)
     CHANGE_REQUEST_STATUSES, ERASURE_STATUSES, REQUESTABLE_FIELDS, ErasureRequest, MemberChangeRequest,
 )
@@ -43,6 +46,12 @@ __all__ = [
     "LoginFailure",
     "MAIL_STATUSES",
     "MailMessage",
+    "RUN_STATUSES",
+    "RUN_TRIGGERS",
+    "SchedulerLease",
+    "SchedulerRun",
+    "MailPreference",
+    "Notification",
     "OneTimeLink",
     "MEMBER_STATUSES",
     "Member",
@@ -55,6 +64,9 @@ __all__ = [
     "REQUESTABLE_FIELDS",
     "MembershipCard",
     "Permission",
+    "REMINDER_OUTCOMES",
+    "ReminderLog",
+    "ReminderSetting",
     "Role",
     "RoleAssignment",
     "Tag",

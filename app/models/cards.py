@@ -9,7 +9,7 @@ a partial unique index enforces it even under concurrent issuance.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Column, Date, ForeignKey, Index, String, Text, select
 from sqlalchemy.ext.hybrid import Comparator, hybrid_property
@@ -25,6 +25,13 @@ CARD_TYPES = ("standard", "premium", "lifetime")
 # Statuses of a member's current card; only one such card per member.
 CURRENT_STATUSES = ("active", "suspended")
 CARD_TRANSACTION_TYPES = ("issued", "renewed", "suspended", "reactivated", "revoked", "reissued", "expired")
+
+
+def grace_days() -> int:
+    """Days an active card stays usable after its expiry date (CARD_GRACE_DAYS, env MUSTER_GRACE_DAYS)."""
+    from flask import current_app
+
+    return max(0, int(current_app.config.get("CARD_GRACE_DAYS", 30)))
 
 
 class _MemberUnitComparator(Comparator):
@@ -92,12 +99,30 @@ class MembershipCard(db.Model):
     def _unit_id_comparator(cls) -> _MemberUnitComparator:
         return _MemberUnitComparator(cls)
 
-    def effective_status(self, today: date | None = None) -> str:
-        """The status as of today: an active card past its expiry date is expired."""
+    def effective_status(self, today: date | None = None, grace: int | None = None) -> str:
+        """The status as of today: an active card past its expiry date *and* its grace period is expired.
+
+        In grace (``in_grace``) the card is still active: it verifies (as "in grace"), admits at the
+        door and can be renewed. Derived from the dates, so it cannot drift from them; the expiry
+        sweep (``app.services.lifecycle``) only writes down what this already says.
+        """
         today = today or date.today()
-        if self.status == "active" and self.expires_on is not None and self.expires_on < today:
+        if self.status == "active" and self.expires_on is not None and self.expires_on < today - timedelta(
+                days=grace_days() if grace is None else grace):
             return "expired"
         return self.status
+
+    def in_grace(self, today: date | None = None, grace: int | None = None) -> bool:
+        """Active, past its expiry date, but within the grace period (CARD_GRACE_DAYS)."""
+        today = today or date.today()
+        return (self.status == "active" and self.expires_on is not None and self.expires_on < today
+                and self.effective_status(today, grace) == "active")
+
+    def grace_ends_on(self, grace: int | None = None) -> date | None:
+        """The last day of the grace period (None for lifetime cards)."""
+        if self.expires_on is None:
+            return None
+        return self.expires_on + timedelta(days=grace_days() if grace is None else grace)
 
     @property
     def is_current(self) -> bool:
@@ -120,6 +145,9 @@ class CardTransaction(db.Model):
     reason: Mapped[str] = mapped_column(Text, default="")
     # The card's expiry date after the transition (shows what a renewal did).
     expires_on: Mapped[date | None] = mapped_column(Date)
+    # The status rule that made the change when no person did (app/services/lifecycle.py RULES,
+    # e.g. "card.past_grace"); None for a person's action.
+    rule: Mapped[str | None] = mapped_column(String(40))
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

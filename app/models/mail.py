@@ -45,6 +45,8 @@ class MailMessage(db.Model):
     bulk: Mapped[bool] = mapped_column(default=False)
     # Holds a one-time secret (a sign-in or reset link): the console never shows its body.
     sensitive: Mapped[bool] = mapped_column(default=False)
+    # An optional notice's one-click unsubscribe link (issue 12): sent as List-Unsubscribe headers.
+    list_unsubscribe: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(12), default="queued", index=True)
     reason: Mapped[str] = mapped_column(Text, default="")  # why it failed, was suppressed or is waiting
     attempts: Mapped[int] = mapped_column(default=0)  # times handed to the mail server

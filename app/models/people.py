@@ -162,6 +162,9 @@ class MemberStatusChange(db.Model):
     from_status: Mapped[str | None] = mapped_column(String(12))
     to_status: Mapped[str] = mapped_column(String(12))
     reason: Mapped[str] = mapped_column(Text, default="")
+    # The status rule that made the change when no person did (app/services/lifecycle.py RULES,
+    # e.g. "member.lapsed_after_grace"); None for a person's decision.
+    rule: Mapped[str | None] = mapped_column(String(40))
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -43,7 +43,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.security import authorize, load_for, scoped
-from app.services import audit, mail, self_service
+from app.services import audit, mail, notifications, self_service
 from app.services import members as member_service
 from app.services.errors import DuplicateError, ServiceError
 from app.services.inputs import parse_id
@@ -214,9 +214,15 @@ def reject(actor: Any, req: MemberChangeRequest, reason: str | None) -> MemberCh
 
 def _tell(req: MemberChangeRequest, kind: str) -> None:
     rows = [(FIELD_LABELS[k], display(k, req.old_values.get(k)), display(k, v)) for k, v in req.fields.items()]
-    mail.send_mail(kind, None, {"request": req, "rows": rows, "reason": req.reason,
-                                "profile_link": mail.link_to("portal.profile")},
-                   member=req.member, key=f"{kind}:{req.id}")
+    # An optional notice: mailed unless the member switched "request.decided" off, with an unsubscribe link.
+    notifications.send_optional_mail(req.member, "request.decided", kind,
+                                     {"request": req, "rows": rows, "reason": req.reason,
+                                      "profile_link": mail.link_to("portal.profile")}, key=f"{kind}:{req.id}")
+    approved = req.status == "approved"
+    notifications.notify(req.member, "request.decided",
+                         "Your change request was approved" if approved else "Your change request was not approved",
+                         ", ".join(label for label, _old, _new in rows) + ("" if approved else f". Reason: {req.reason}"),
+                         "/profile#changes")
 
 
 # --- erasure -----------------------------------------------------------------------------

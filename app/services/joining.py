@@ -39,7 +39,16 @@ from app.extensions import db
 from app.models import MailMessage, Member, Unit, User
 from app.models.base import utcnow
 from app.security import authorize, permits, scoped
-from app.services import audit, auth, links, mail, member_search, rbac, users
+from app.services import (
+    audit,
+    auth,
+    links,
+    mail,
+    member_search,
+    notifications,
+    rbac,
+    users,
+)
 from app.services import members as member_service
 from app.services.errors import DuplicateError, ServiceError
 from app.services.inputs import parse_id
@@ -279,6 +288,8 @@ def approve(actor: Any, member: Member, note: str | None = None) -> Member:
     audit.record(actor, "member.approve", member, summary=f"Approved {member.full_name}")
     mail.send_mail(WELCOME_MAIL, member.email, {"has_login": _login_of(member) is not None}, member=member,
                    actor=actor, key=f"{WELCOME_MAIL}:{member.id}:{change.id}")
+    notifications.notify(member, "membership.approved", "Your membership is approved",
+                         f"Welcome! Your membership number is {member.membership_number}.", "/")
     return member
 
 

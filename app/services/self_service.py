@@ -100,7 +100,7 @@ class CardState:
     """What the member is told about their card: the card (or None), its status today and why."""
 
     card: MembershipCard | None
-    status: str  # none, active, expired, suspended, revoked
+    status: str  # none, active, grace (active, past its date, within the grace period), expired, suspended, revoked
     message: str
     tone: str  # a Bootstrap colour: success, warning, danger, secondary
     days_left: int | None = None
@@ -108,8 +108,8 @@ class CardState:
 
     @property
     def showable(self) -> bool:
-        """May the QR code and the PDF be shown? Only for a card valid today."""
-        return self.status == "active"
+        """May the QR code and the PDF be shown? Only for a card valid today (in grace it still is)."""
+        return self.status in ("active", "grace")
 
 
 def card_state(actor: Any, today: date | None = None) -> CardState:
@@ -131,6 +131,12 @@ def card_state(actor: Any, today: date | None = None) -> CardState:
     if status == "revoked":
         return CardState(card, status, "Your card has been revoked and is no longer valid. Contact your "
                                        "ward's coordinators for a new one.", "danger")
+    if card.in_grace(today):
+        ends = card.grace_ends_on()
+        return CardState(card, "grace", f"Your card expired on {card.expires_on:%d %b %Y} and is in its grace "
+                                        f"period until {ends:%d %b %Y}: it is still accepted, and you can still "
+                                        "renew it (renewal opens with dues). After that date it expires and your "
+                                        "membership lapses.", "warning", (card.expires_on - today).days, True)
     days_left = (card.expires_on - today).days if card.expires_on is not None else None
     soon = days_left is not None and days_left <= RENEWAL_NOTICE_DAYS
     message = "Your card is valid." if days_left is None else f"Your card is valid until {card.expires_on:%d %b %Y}."

@@ -73,7 +73,8 @@ def test_no_body_can_cause_a_server_error(as_super, api, staff, make_member, tre
     """Every documented request body, each field set to each kind of junk: never a 500."""
     member = make_member(tree["w1"])
     role = as_super.post("/roles", json={"name": "fuzz_role"}).get_json()
-    ids = {"member_id": member.id, "role_id": role["id"], "user_id": staff["admin"].id}
+    ids = {"member_id": member.id, "role_id": role["id"], "user_id": staff["admin"].id,
+           "notification_id": 1}
     ids["event_id"] = as_super.post("/events", json={"title": "Fuzz", "start_at": "2030-01-01T10:00:00Z",
                                                      "end_at": "2030-01-01T12:00:00Z", "unit_id": tree["w1"].id,
                                                      "status": "upcoming"}).get_json()["id"]

@@ -200,6 +200,11 @@ def test_every_operation_answers_as_documented(api, as_super, staff, tree, make_
     call("get", "/me/card/qr", 200, query_string={"format": "svg"}, **mine)
     call("get", "/me/card/pdf", 200, **mine)
     call("get", "/me/events", 200, query_string={"when": "all"}, **mine)
+    from app.services import notifications  # issue 12: the member's own notifications
+
+    mine_note = notifications.notify(member, "card.issued", "Tour")
+    call("get", "/me/notifications", 200, query_string={"unread": "true"}, **mine)
+    call("post", "/me/notifications/{notification_id}/read", 200, ids={"notification_id": mine_note.id}, **mine)
     own = as_super.post("/events", json={"title": "Own", **times, **unit, "status": "upcoming"}).get_json()
     assert mine["client"].post(f"/events/{own['id']}/register").status_code == 201
     call("delete", "/events/{event_id}/register", 200, ids={"event_id": own["id"]}, **mine)
@@ -217,6 +222,11 @@ def test_every_operation_answers_as_documented(api, as_super, staff, tree, make_
     name = as_super.get(f"/jobs/{printed['job']['id']}").get_json()["job"]["files"][0]["name"]
     called.add(("get", "/jobs/{job_id}/files/{name}"))
     assert as_super.get(f"/jobs/{printed['job']['id']}/files/{name}").status_code == 200
+    # the scheduler's record of sweep runs (issue 12)
+    from app.scheduler import runs as scheduler_runs
+
+    scheduler_runs.queue_run("cards.expire", due_at=member.created_at, triggered_by="cli", scheduled_by="tour")
+    call("get", "/scheduler/runs", 200, query_string={"status": "queued", "sweep": "cards.expire"})
     # pending members: approve one, turn one down (issue 11)
     waiting = make_member(tree["w1"], status="pending")
     call("post", "/members/{member_id}/approve", 200, ids={"member_id": waiting.id})

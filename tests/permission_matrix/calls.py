@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Job, User
+from app.models import Job, Member, User
 from app.services import imports as import_service
 from app.services import jobs
 from tests.conftest import PASSWORD, csrf_token_from, login
@@ -56,6 +56,19 @@ def add_uploads(world, principal: str) -> None:
         jobs.run(preview.id)
         world[side]["upload"] = upload.id
         world[side]["mapping_form"] = {f"col-{i}": key for i, key in enumerate(mapping)}
+
+
+def add_notifications(world, principal: str) -> None:
+    """A notification of the principal's own member record ({my_notification}); another member's without one."""
+    from app.services import notifications
+
+    user = db.session.scalar(select(User).where(User.email == PRINCIPALS[principal].email)) \
+        if PRINCIPALS[principal].email else None
+    for side in world:
+        member = user.member if user is not None and user.member is not None else \
+            db.session.get(Member, world[side]["member"])
+        world[side]["my_notification"] = notifications.notify(member, "card.issued", "Matrix").id
+    db.session.commit()
 
 
 # --- calling a route ------------------------------------------------------------------

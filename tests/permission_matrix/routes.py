@@ -175,6 +175,14 @@ ROWS = [
     Row("mail.send_test", "GET", "/admin/mail/test", "members.update", global_only=True),
     Row("mail.send_test", "POST", "/admin/mail/test", "members.update", body={"to": "matrix@example.org"},
         global_only=True, form=True),
+    # --- console: reminders (issue 12): the schedule and log are member data; the settings apply everywhere
+    Row("reminders.index", "GET", "/admin/reminders/", "members.read"),
+    Row("reminders.log", "GET", "/admin/reminders/log", "members.read"),
+    Row("reminders.settings", "GET", "/admin/reminders/settings", "members.update", global_only=True),
+    Row("reminders.settings", "POST", "/admin/reminders/settings", "members.update",
+        body={"renewal_offsets": "-30,-7,0,+14", "event_hours": "24"}, global_only=True, form=True),
+    # --- console: the scheduler's sweeps and runs (issue 12; of no unit: reports.read everywhere)
+    Row("scheduler.index", "GET", "/admin/scheduler/", "reports.read", global_only=True),
     # --- console: imports (an upload is its owner's, or any global importer's)
     Row("imports.index", "GET", "/admin/imports/", "members.create"),
     Row("imports.index", "POST", "/admin/imports/", "members.create",
@@ -287,6 +295,8 @@ ROWS = [
         in_body=True),
     Row("api.get_job", "GET", "/api/v1/jobs/{job}", "api", "api_job"),
     Row("api.get_job_file", "GET", "/api/v1/jobs/{job}/files/{job_file_name}", "api", "api_job"),
+    # --- API: the scheduler's runs (issue 12; of no unit: reports.read everywhere)
+    Row("api.list_scheduler_runs", "GET", "/api/v1/scheduler/runs", "reports.read", global_only=True),
     # --- API: membership cards
     Row("api.list_cards", "GET", "/api/v1/cards", "cards.read"),
     Row("api.create_card", "POST", "/api/v1/cards", "cards.create", "cardless", {"member_id": "{cardless}"},
@@ -330,6 +340,16 @@ ROWS = [
     Row("portal.profile_data", "GET", "/profile/data", "profile.read_own", own=True),
     Row("portal.profile_delete", "GET", "/profile/delete", "profile.read_own", own=True),
     Row("portal.profile_delete", "POST", "/profile/delete", "profile.update_own", body={"confirm": "y"}, own=True),
+    # --- notifications (issue 12): the caller's own; {my_notification} is theirs (calls.add_notifications)
+    Row("portal.notifications", "GET", "/notifications", "profile.read_own", own=True),
+    Row("portal.notification_read", "POST", "/notifications/{my_notification}/read", "profile.update_own", own=True),
+    Row("portal.notifications_read_all", "POST", "/notifications/read-all", "profile.update_own", own=True),
+    Row("portal.notification_preferences", "GET", "/notifications/preferences", "profile.read_own", own=True),
+    Row("portal.notification_preferences", "POST", "/notifications/preferences", "profile.update_own",
+        body={"emailed": "card.issued"}, own=True),
+    Row("api.my_notifications", "GET", "/api/v1/me/notifications", "profile.read_own", own=True),
+    Row("api.read_notification", "POST", "/api/v1/me/notifications/{my_notification}/read", "profile.update_own",
+        own=True),
     # --- joining (issue 11): public pages; the form's POST and the links are tested in tests/portal/
     Row("portal.join", "GET", "/join", "public"),
     Row("portal.join_units", "GET", "/join/units?unit_0={unit}", "public"),
@@ -354,7 +374,10 @@ PUBLIC = {("api.issue_token", "POST"), ("api.openapi_document", "GET"), ("api.ve
           # joining: the form (tests/portal/test_join.py) and its one-time links (tests/portal/test_verify_email.py)
           ("portal.join", "POST"), ("portal.verify_email", "GET"), ("portal.verify_email", "POST"),
           # the profile's email-change link (a token in the path): tests/portal/test_profile.py
-          ("portal.confirm_email", "GET"), ("portal.confirm_email", "POST")}
+          ("portal.confirm_email", "GET"), ("portal.confirm_email", "POST"),
+          # notifications (issue 12): the one-click unsubscribe link (a signed token in the path) and the bell's
+          # htmx fragment (286 "stop polling" when signed out): tests/portal/test_notifications.py
+          ("portal.unsubscribe", "GET"), ("portal.unsubscribe", "POST"), ("portal.notifications_bell", "GET")}
 # Outside the matrix: sign-in, the public verification pages (the QR's and the /verify/ index), static files.
 EXCLUDED_BLUEPRINTS = {"auth", "verify", "verify_index"}
 EXCLUDED_ENDPOINTS = {"static", "admin.static"}

@@ -11,34 +11,55 @@ Lifecycle (every transition writes a ``CardTransaction`` and an audit entry)::
 
 A member's status drags their card along (``follow_member_status``, called by
 ``services.members.change_status``). Expiry needs no job to be correct: an
-active card past its date *is* expired (``MembershipCard.effective_status``);
-``expire_cards`` only writes that down (``flask cards expire``).
+active card past its date is first *in grace* for CARD_GRACE_DAYS (it still
+verifies, admits and renews), then *is* expired
+(``MembershipCard.effective_status``, derived from the dates); ``expire_cards``
+only writes that down, in set-based statements (the ``cards.expire`` sweep of
+``app.services.lifecycle`` and ``flask cards expire``).
+
+Changes nobody decided carry the internal name of the rule that made them
+(``RULE_*`` below, in ``rule`` of the card transaction or member status
+change and in the audit entry's changes): renewal reactivates a member only
+when the rule lapsed them, never one a person marked lapsed.
 """
 
 from __future__ import annotations
 
 import calendar
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
 from flask import current_app
-from sqlalchemy import and_, or_, select
+from sqlalchemy import String, and_, cast, func, literal, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
 from app.models import (
     CARD_STATUSES,
     CARD_TYPES,
+    AuditEntry,
     CardTransaction,
     Member,
     MembershipCard,
+    MemberStatusChange,
 )
 from app.models.base import utcnow
-from app.models.cards import CURRENT_STATUSES
+from app.models.cards import CURRENT_STATUSES, grace_days
 from app.security import authorize
-from app.services import audit
+from app.services import audit, notifications
 from app.services.cards.numbers import next_card_numbers
 from app.services.errors import ServiceError
+
+# The status rules, by internal name (stored in ``rule``; labels shown to people may change).
+RULE_PAST_GRACE = "card.past_grace"  # an active card past its expiry date and grace period expires
+RULE_LAPSED = "member.lapsed_after_grace"  # an active member whose latest card expired past grace lapses
+RULE_RENEWED = "member.renewed"  # renewing the card of a member the rule lapsed makes them active again
+
+
+def past_grace_reason(grace: int) -> str:
+    """The sentence that names the expiry rule in transactions, status changes and the audit log."""
+    return f"rule {RULE_PAST_GRACE}: card expired past {grace}-day grace"
+
 
 # --- validity periods --------------------------------------------------------------------
 
@@ -89,15 +110,19 @@ def check_member_active(member: Member, doing: str) -> None:
         )
 
 
-def _record(actor, card: MembershipCard, kind: str, from_status: str | None, reason: str) -> CardTransaction:
+def _record(actor, card: MembershipCard, kind: str, from_status: str | None, reason: str,
+            rule: str | None = None) -> CardTransaction:
     member = card.member
     entry = CardTransaction(card=card, type=kind, from_status=from_status, to_status=card.status,
-                            reason=reason, expires_on=card.expires_on, actor_id=getattr(actor, "id", None))
+                            reason=reason, expires_on=card.expires_on, actor_id=getattr(actor, "id", None),
+                            rule=rule)
     db.session.add(entry)
     db.session.flush()
     changes: dict[str, Any] = {"status": {"before": from_status, "after": card.status}}
     if reason:
         changes["reason"] = reason
+    if rule:
+        changes["rule"] = rule
     audit.record(actor, f"card.{kind}", card, unit_id=member.unit_id, changes=changes,
                  summary=f"Card {card.card_number} of {member.full_name}: {kind}" + (f" ({reason})" if reason else ""))
     return entry
@@ -131,7 +156,7 @@ def _retire_expired_current(actor, member: Member, today: date) -> None:
     ):
         if card.status == "active" and card.effective_status(today) == "expired":
             card.status = "expired"
-            _record(None, card, "expired", "active", "Expiry date passed")
+            _record(None, card, "expired", "active", past_grace_reason(grace_days()), RULE_PAST_GRACE)
             continue
         raise ServiceError(
             f"{member.full_name} already has {'an' if card.status == 'active' else 'a'} {card.status} card "
@@ -170,11 +195,43 @@ def issue_cards(actor, members: Iterable[Member], card_type: str = "standard", *
     db.session.flush()
     for card in cards:
         _record(actor, card, "issued", None, reason.strip())
+    # The member's portal bell: one INSERT for the whole batch (print runs, the seed).
+    notifications.notify_many(((c.member_id, f"Your membership card {c.card_number} was issued",
+                                f"Valid until {c.expires_on:%d %B %Y}." if c.expires_on else "It does not expire.",
+                                "/card") for c in cards), "card.issued")
     return cards
 
 
+def lapsed_by_rule(member: Member) -> bool:
+    """Is the member lapsed because the rule lapsed them (their latest status change names RULE_LAPSED)?"""
+    if member.status != "lapsed":
+        return False
+    latest = db.session.execute(
+        select(MemberStatusChange.to_status, MemberStatusChange.rule)
+        .where(MemberStatusChange.member_id == member.id).order_by(MemberStatusChange.id.desc()).limit(1)
+    ).first()
+    return latest is not None and latest.to_status == "lapsed" and latest.rule == RULE_LAPSED
+
+
+def _reactivate_renewed(actor, member: Member, card: MembershipCard) -> None:
+    """RULE_RENEWED: the member the expiry rule lapsed is active again, with a status change and audit entry."""
+    reason = f"rule {RULE_RENEWED}: card {card.card_number} renewed"
+    member.status = "active"
+    member.updated_by_id = getattr(actor, "id", None)
+    db.session.add(MemberStatusChange(member=member, from_status="lapsed", to_status="active", reason=reason,
+                                      rule=RULE_RENEWED, actor_id=getattr(actor, "id", None)))
+    db.session.flush()
+    audit.record(actor, "member.status", member, summary=f"{member.full_name}: lapsed -> active ({reason})",
+                 changes={"status": {"before": "lapsed", "after": "active"}, "reason": reason,
+                          "rule": RULE_RENEWED})
+
+
 def renew_card(actor, card: MembershipCard, reason: str = "", *, today: date | None = None) -> MembershipCard:
-    """Extend an active or expired card by its type's period, from the later of today and its expiry."""
+    """Extend an active (also in grace) or expired card by its type's period, from the later of today and its expiry.
+
+    A member the expiry rule lapsed (``lapsed_by_rule``) becomes active again
+    (RULE_RENEWED); one a person marked lapsed, or any other inactive member, is refused.
+    """
     today = today or date.today()
     member = card.member
     _check_scope(actor, card, "cards.update")
@@ -184,7 +241,9 @@ def renew_card(actor, card: MembershipCard, reason: str = "", *, today: date | N
     if status not in ("active", "expired"):
         raise ServiceError(f"{card.card_number} is {status}: only active or expired cards can be renewed.",
                            field="status", status=409)
-    check_member_active(member, "renewing the card")
+    reactivate = lapsed_by_rule(member) and not member.is_deleted
+    if not reactivate:
+        check_member_active(member, "renewing the card")
     months = card_months(card.card_type)
     assert months is not None
     base = max(today, card.expires_on) if card.expires_on else today
@@ -194,6 +253,8 @@ def renew_card(actor, card: MembershipCard, reason: str = "", *, today: date | N
     card.renewed_at = utcnow()
     db.session.flush()
     _record(actor, card, "renewed", before, _reason(reason, False, "renew"))
+    if reactivate:
+        _reactivate_renewed(actor, card.member, card)
     return card
 
 
@@ -229,8 +290,11 @@ def reactivate_card(actor, card: MembershipCard, reason: str) -> MembershipCard:
 def revoke_card(actor, card: MembershipCard, reason: str) -> MembershipCard:
     """End a card for good (it verifies as revoked)."""
     _check_scope(actor, card, "cards.update")
-    return _transition(actor, card, "revoked", ("active", "suspended", "expired"), "revoked",
+    card = _transition(actor, card, "revoked", ("active", "suspended", "expired"), "revoked",
                        _reason(reason, True, "revoke"))
+    notifications.notify(card.member, "card.revoked", f"Your membership card {card.card_number} was revoked",
+                         "It is no longer valid. Contact your ward office if you think this is a mistake.", "/card")
+    return card
 
 
 def reissue_card(actor, card: MembershipCard, reason: str) -> MembershipCard:
@@ -302,32 +366,76 @@ def follow_member_statuses(actor, new_statuses: dict[int, str], reason: str) -> 
             _transition(actor, card, "revoked", CURRENT_STATUSES, "revoked", why)
 
 
-def expire_cards(today: date | None = None, batch: int = 1000) -> int:
-    """Mark active cards past their expiry date as expired; returns how many."""
+def lock_matching_rows(table, where) -> None:
+    """PostgreSQL: hold the rows ``where`` matches until commit, in one statement (SELECT count(*) FROM
+    (SELECT id ... FOR UPDATE)), so the statements that follow see one set a renewal cannot change
+    halfway. SQLite serialises writers: nothing to do (and a read first would cost the write lock)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(select(func.count()).select_from(
+            select(table.c.id).where(where).with_for_update().subquery()))
+
+
+def expire_loaded(*models: type) -> None:
+    """Objects of ``models`` this session holds are stale after a Core UPDATE: reload them on next use."""
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, models):
+            db.session.expire(obj)
+
+
+def expire_cards(today: date | None = None, *, now: datetime | None = None) -> int:
+    """RULE_PAST_GRACE: active cards past their expiry date and grace period become expired; how many.
+
+    Set-based, whatever the number of cards: the card transactions and audit
+    entries are written by INSERT ... SELECT, then one UPDATE changes the
+    status; three statements (four on PostgreSQL, which locks the set first).
+    Lifetime cards have no expiry date and never match. Running it again
+    changes nothing and writes nothing. Flushes, never commits.
+    """
     today = today or date.today()
-    count = 0
-    while True:
-        cards = db.session.scalars(
-            select(MembershipCard)
-            .where(MembershipCard.status == "active", MembershipCard.expires_on < today)
-            .order_by(MembershipCard.id).limit(batch)
-        ).all()
-        if not cards:
-            return count
-        for card in cards:
-            card.status = "expired"
-            _record(None, card, "expired", "active", "Expiry date passed")
-        db.session.flush()
-        count += len(cards)
+    now = now or utcnow()
+    grace = grace_days()
+    reason = past_grace_reason(grace)
+    db.session.flush()
+    cards, members = MembershipCard.__table__, Member.__table__
+    due = and_(cards.c.status == "active", cards.c.expires_on.is_not(None),
+               cards.c.expires_on < today - timedelta(days=grace), cards.c.card_type != "lifetime")
+    lock_matching_rows(cards, due)
+    db.session.execute(CardTransaction.__table__.insert().from_select(
+        ["card_id", "type", "from_status", "to_status", "reason", "expires_on", "rule", "actor_id", "created_at"],
+        select(cards.c.id, literal("expired"), literal("active"), literal("expired"), literal(reason),
+               cards.c.expires_on, literal(RULE_PAST_GRACE), literal(None, type_=cards.c.issued_by_id.type),
+               literal(now, type_=CardTransaction.__table__.c.created_at.type)).where(due)))
+    audit_table = AuditEntry.__table__
+    changes = {"status": {"before": "active", "after": "expired"}, "reason": reason, "rule": RULE_PAST_GRACE}
+    db.session.execute(audit_table.insert().from_select(
+        ["at", "actor_id", "action", "object_type", "object_id", "unit_id", "summary", "changes"],
+        select(literal(now, type_=audit_table.c.at.type), literal(None, type_=audit_table.c.actor_id.type),
+               literal("card.expired"), literal("MembershipCard"), cast(cards.c.id, String), members.c.unit_id,
+               literal("Card ") + cards.c.card_number + " of " + members.c.first_name + " " + members.c.last_name
+               + f": expired ({reason})",
+               literal(changes, type_=audit_table.c.changes.type))
+        .select_from(cards.join(members, members.c.id == cards.c.member_id)).where(due)))
+    count = db.session.execute(update(cards).where(due).values(status="expired")
+                               .execution_options(synchronize_session=False)).rowcount or 0
+    if count:
+        expire_loaded(MembershipCard)
+    return count
 
 
 def status_clause(status: str, today: date | None = None) -> ColumnElement[bool]:
-    """Cards whose effective status is ``status`` (an active card past its expiry is expired)."""
+    """Cards whose effective status is ``status`` (an active card past its expiry and grace is expired).
+
+    ``grace`` is the part of ``active`` past its expiry date (``MembershipCard.in_grace``).
+    """
     today = today or date.today()
-    not_expired = or_(MembershipCard.expires_on.is_(None), MembershipCard.expires_on >= today)
+    cutoff = today - timedelta(days=grace_days())
+    not_expired = or_(MembershipCard.expires_on.is_(None), MembershipCard.expires_on >= cutoff)
     if status == "active":
         return and_(MembershipCard.status == "active", not_expired)
+    if status == "grace":
+        return and_(MembershipCard.status == "active", MembershipCard.expires_on < today,
+                    MembershipCard.expires_on >= cutoff)
     if status == "expired":
         return or_(MembershipCard.status == "expired",
-                   and_(MembershipCard.status == "active", MembershipCard.expires_on < today))
+                   and_(MembershipCard.status == "active", MembershipCard.expires_on < cutoff))
     return MembershipCard.status == status

@@ -7,22 +7,25 @@ indexed row; the card and member behind it load only when asked for.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, load_only
 
 from app.extensions import db
 from app.models import Member, MembershipCard
+from app.models.cards import grace_days
 from app.services.cards.tokens import InvalidToken, decode_token
 
-VERIFY_STATUSES = ("valid", "expired", "suspended", "revoked", "unknown", "invalid")
+# "grace": past its expiry date but within CARD_GRACE_DAYS; still the holder's card, admitted at the
+# door with the verdict shown (app/services/events/checkin.py), renewable.
+VERIFY_STATUSES = ("valid", "grace", "expired", "suspended", "revoked", "unknown", "invalid")
 
 
 class Verification:
     """The verdict on a scanned code (the shape agreed with the door check-in).
 
-    Attributes: ``status`` ("valid", "expired", "suspended", "revoked",
+    Attributes: ``status`` ("valid", "grace", "expired", "suspended", "revoked",
     "unknown" or "invalid"), ``card`` and ``member`` (None when unknown or
     invalid), ``message`` (one sentence for people), plus ``card_number``
     and ``expires_on`` from the code or the register, and ``card_id`` and
@@ -132,8 +135,10 @@ def verify_card_number(number: str, *, today: date | None = None, with_member: b
         return Verification("unknown", None, None, f"Card {number} is not in the membership register.",
                             number, code_expires_on)
     status = stored
-    if stored == "active" and expires is not None and expires < (today or date.today()):
-        status = "expired"
+    today = today or date.today()
+    grace_ends = expires + timedelta(days=grace_days()) if expires is not None else None
+    if stored == "active" and expires is not None and expires < today:
+        status = "grace" if today <= grace_ends else "expired"
     if deleted_at is not None:
         status = "revoked"
     ids = {"card_id": card_id, "member_id": member_id}
@@ -141,7 +146,10 @@ def verify_card_number(number: str, *, today: date | None = None, with_member: b
         message = (f"Card {number} is valid until {expires.isoformat()}." if expires
                    else f"Card {number} is a valid lifetime card.")
         return Verification("valid", None, member, message, number, expires, **ids)
-    if status == "expired":
+    if status == "grace":
+        message = (f"Card {number} expired on {expires.isoformat()} and is in grace until "
+                   f"{grace_ends.isoformat()}: still valid, renew it before then.")
+    elif status == "expired":
         message = f"Card {number} expired on {expires.isoformat()}." if expires else f"Card {number} has expired."
     elif status == "suspended":
         message = f"Card {number} is suspended."

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import JSON, String, and_, cast, delete, func, literal, select, update
 
 from app.database import insert_ignore
 from app.extensions import db
-from app.models import Event, EventCheckin, EventRegistration, Member
+from app.models import AuditEntry, Event, EventCheckin, EventRegistration, Member
 from app.models.base import utcnow
 from app.security import authorize
 from app.services import audit
@@ -86,39 +86,57 @@ def set_attendance(actor, event: Event, member: Member, status: str, *, gate: st
     return reg
 
 
-def mark_no_shows(actor, event: Event | None = None, now: datetime | None = None) -> int:
+NO_SHOW_RULE = "registration.no_show"  # the status rule's internal name, in the audit entries' changes
+
+
+def mark_no_shows(actor, event: Event | None = None, now: datetime | None = None, *,
+                  ended_before: datetime | None = None) -> int:
     """Registered members who did not come become no_show, once the event is over.
 
     With an event: that event (refused before its end). Without: every
-    published event that has ended (the scheduled job). Returns how many
-    registrations changed; running it again changes nothing.
+    published event that ended before ``ended_before`` (default ``now``; the
+    scheduled sweep gives a margin, ``app.services.lifecycle.no_show_sweep``).
+    Returns how many registrations changed; running it again changes nothing.
+
+    The one place of the rule, set-based whatever the number of events: one
+    INSERT ... SELECT writes an audit entry per event (with its count), one
+    UPDATE marks the registrations. "Did not come" is a registration still
+    ``registered`` with no check-in recorded.
     """
     now = now or utcnow()
+    events = Event.__table__
     if event is not None:
         authorize(actor, "events.update", event, message=REFUSALS["events.update"])
         state = event.status_at(now)
         if state != "completed":
             raise ServiceError("No-shows can be marked once the event is over.", status=409)
-        events = [event]
+        ended = events.c.id == event.id
     else:
-        events = list(db.session.scalars(
-            select(Event).where(Event.status == "upcoming", Event.end_at <= now,
-                                select(EventRegistration.id).where(EventRegistration.event_id == Event.id,
-                                                                   EventRegistration.status == "registered")
-                                .exists())
-        ))
-    total = 0
-    for ev in events:
-        result = db.session.execute(
-            update(EventRegistration)
-            .where(EventRegistration.event_id == ev.id, EventRegistration.status == "registered")
-            .values(status="no_show", updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        count = result.rowcount or 0
-        if count:
-            audit.record(actor, "event.no_shows", ev, summary=f"{count} no-show(s) marked for {ev.title}",
-                         changes={"no_show": count})
-        total += count
-    db.session.expire_all()
+        ended = and_(events.c.status == "upcoming", events.c.end_at <= (ended_before or now))
+    db.session.flush()
+    regs, checkins = EventRegistration.__table__, EventCheckin.__table__
+    due = and_(regs.c.status == "registered",
+               regs.c.event_id.in_(select(events.c.id).where(ended)),
+               ~select(checkins.c.id).where(checkins.c.event_id == regs.c.event_id,
+                                            checkins.c.member_id == regs.c.member_id).exists())
+    audit_table = AuditEntry.__table__
+    count = func.count(regs.c.id)
+    changes = literal('{"no_show": ') + cast(count, String) + literal(f', "rule": "{NO_SHOW_RULE}"}}')
+    if db.session.get_bind().dialect.name == "postgresql":
+        changes = cast(changes, JSON)  # SQLite keeps JSON as text; a CAST there would make it a number
+    db.session.execute(audit_table.insert().from_select(
+        ["at", "actor_id", "action", "object_type", "object_id", "unit_id", "summary", "changes"],
+        select(literal(now, type_=audit_table.c.at.type),
+               literal(getattr(actor, "id", None), type_=audit_table.c.actor_id.type),
+               literal("event.no_shows"), literal("Event"), cast(events.c.id, String), events.c.unit_id,
+               cast(count, String) + literal(" no-show(s) marked for ") + events.c.title, changes)
+        .select_from(regs.join(events, events.c.id == regs.c.event_id)).where(due)
+        .group_by(events.c.id, events.c.unit_id, events.c.title)))
+    total = db.session.execute(
+        update(regs).where(due).values(status="no_show", updated_at=now)
+        .execution_options(synchronize_session=False)).rowcount or 0
+    if total:
+        for obj in list(db.session.identity_map.values()):  # loaded registrations are stale now
+            if isinstance(obj, EventRegistration):
+                db.session.expire(obj)
     return total

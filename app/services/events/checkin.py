@@ -188,6 +188,8 @@ def _member_with_unit(member_id: int) -> Member | None:
 
 
 def _member_from_token(event: Event, token: str) -> tuple[Member | None, Outcome | None]:
+    """The card's member, or the refusal; a card in grace gives both: the member and an Outcome with
+    reason ``card_grace`` carrying the verdict, which the door shows with its answer (in grace admits)."""
     from app.services import cards
 
     token = cards.scanned_token(token)  # the card service reads scans, here as on the verify page
@@ -203,6 +205,9 @@ def _member_from_token(event: Event, token: str) -> tuple[Member | None, Outcome
     member = verification.member
     if status == "valid" and member is not None:
         return member, None
+    if status == "grace" and member is not None:
+        # In grace the card is still the member's and renewable: admitted, the verdict shown (_decide).
+        return member, Outcome("admitted", "card_grace", verification.message)
     if status in ("expired", "suspended", "revoked"):
         shown = member if member is not None and member.deleted_at is None and member_in_event_area(event, member) \
             else None
@@ -245,8 +250,11 @@ def _decide(actor, event: Event, token: str | None, member_id: int | None, gate:
     closed = checkin_window(event, now)
     if closed is not None:
         return Outcome("rejected", closed[0], closed[1])
+    grace_note = None
     if token is not None:
         member, refusal = _member_from_token(event, token)
+        if refusal is not None and refusal.reason == "card_grace":  # not a refusal: a note for the answer
+            grace_note, refusal = refusal.message, None
         if refusal is not None:
             return refusal
         method = method or "card"
@@ -257,6 +265,14 @@ def _decide(actor, event: Event, token: str | None, member_id: int | None, gate:
         method = method or "lookup"
     if member is None or member.deleted_at is not None:
         return Outcome("rejected", "unknown_member")
+    outcome = _admit(actor, event, member, gate, method, now)
+    if grace_note and outcome.result != "rejected":
+        outcome.message = f"{outcome.message} Card in grace: {grace_note}"
+    return outcome
+
+
+def _admit(actor, event: Event, member: Member, gate: str | None, method: str, now: datetime) -> Outcome:
+    """The member is known: admit them (or not) under the event's rules."""
     refusal = _member_refusal(event, member)
     if refusal is not None:
         return refusal

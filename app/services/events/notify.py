@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Event, EventRegistration, MailMessage, User
-from app.services import mail
+from app.services import mail, notifications
 from app.services.events.times import local
 
 
@@ -68,5 +68,10 @@ def registered(reg: EventRegistration, position: int | None = None, actor: Any =
 
 def promoted(reg: EventRegistration, actor: Any = None) -> MailMessage:
     """Queue the news that ``reg`` moved from the waiting list to a place."""
-    return mail.send_mail("events.promoted", None, _context(reg), key=f"events.promoted:{reg.id}:{_stamp(reg)}",
-                          member=reg.member, user=_login(reg, actor), actor=actor if getattr(actor, "id", None) else None)
+    notifications.notify(reg.member, "event.promoted", f"You have a place at {reg.event.title}",
+                         f"A place came free: you moved from the waiting list. {_when(reg.event)}.",
+                         mail.link_to("portal.event", event_id=reg.event_id))
+    # An optional notice: mailed unless the member switched "event.promoted" off, with an unsubscribe link.
+    return notifications.send_optional_mail(
+        reg.member, "event.promoted", "events.promoted", _context(reg), key=f"events.promoted:{reg.id}:{_stamp(reg)}",
+        user=_login(reg, actor), actor=actor if getattr(actor, "id", None) else None)

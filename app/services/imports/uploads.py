@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
 from app.models import ImportUpload, Job
@@ -163,18 +164,61 @@ def discard_upload(actor, upload: ImportUpload) -> None:
     db.session.flush()
 
 
-def cleanup_uploads() -> int:
-    """Delete the files of uploads left unfinished for longer than IMPORT_UPLOAD_TTL_HOURS."""
-    cutoff = utcnow() - _ttl()
+def _stale(cutoff) -> ColumnElement[bool]:
+    """Uploads untouched since before ``cutoff`` whose import is not queued or running (nor their preview)."""
     busy = select(Job.id).where(Job.state.in_(("queued", "running")))
-    stale = db.session.scalars(
-        select(ImportUpload).where(ImportUpload.stored_name != "", ImportUpload.created_at < cutoff)
-        .where(or_(ImportUpload.import_job_id.is_(None), ImportUpload.import_job_id.not_in(busy)))
-    ).all()
-    for upload in stale:
-        delete_upload_file(upload)
+    return and_(ImportUpload.created_at < cutoff,
+                or_(ImportUpload.import_job_id.is_(None), ImportUpload.import_job_id.not_in(busy)),
+                or_(ImportUpload.preview_job_id.is_(None), ImportUpload.preview_job_id.not_in(busy)))
+
+
+def _forget_files(where: ColumnElement[bool]) -> int:
+    """Delete, once this commits, the stored files of the uploads ``where`` matches; how many (one SELECT)."""
+    keys = db.session.scalars(select(ImportUpload.stored_name).where(where, ImportUpload.stored_name != "")).all()
+    for key in keys:
+        storage.delete_after_commit(key)  # no SQL: a callback for the commit
+    return len(keys)
+
+
+def _expire_loaded_uploads() -> None:
+    for obj in list(db.session.identity_map.values()):  # loaded uploads are stale after a Core statement
+        if isinstance(obj, ImportUpload):
+            db.session.expire(obj)
+
+
+def cleanup_uploads(now=None) -> int:
+    """Delete the files of uploads left unfinished for longer than IMPORT_UPLOAD_TTL_HOURS; how many.
+
+    The records stay (the console's list says "discarded or expired"; the
+    nightly sweep removes the never-imported ones, ``delete_abandoned_uploads``).
+    Set-based: one SELECT of the keys, one UPDATE. Flushes, never commits.
+    """
     db.session.flush()
-    return len(stale)
+    stale = _stale((now or utcnow()) - _ttl())
+    count = _forget_files(stale)
+    if count:
+        db.session.execute(update(ImportUpload).where(stale, ImportUpload.stored_name != "").values(stored_name="")
+                           .execution_options(synchronize_session=False))
+        _expire_loaded_uploads()
+    return count
+
+
+def delete_abandoned_uploads(now=None) -> tuple[int, int]:
+    """Uploads never imported and older than IMPORT_UPLOAD_TTL_HOURS go, row and file; (rows, files).
+
+    Nothing was done with them, so nothing is left to keep a record of (an
+    upload whose import ran keeps its row with its jobs). Set-based: one
+    SELECT of the keys (each deleted from the storage once this commits), one
+    DELETE. Flushes, never commits.
+    """
+    db.session.flush()
+    abandoned = and_(_stale((now or utcnow()) - _ttl()), ImportUpload.import_job_id.is_(None))
+    files = _forget_files(abandoned)
+    rows = db.session.execute(delete(ImportUpload).where(abandoned)
+                              .execution_options(synchronize_session=False)).rowcount or 0
+    if rows:
+        _expire_loaded_uploads()
+    return rows, files
 
 
 def settings_for(upload: ImportUpload, mode: str = "valid") -> ImportSettings:

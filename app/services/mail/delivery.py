@@ -92,6 +92,10 @@ def build(message: MailMessage) -> EmailMultiAlternatives:
             "X-Muster-Kind": message.kind,
         },
     )
+    if message.list_unsubscribe:
+        # One click from the mail program, no sign-in (RFC 2369, RFC 8058): app/services/notifications.py.
+        email.extra_headers["List-Unsubscribe"] = f"<{message.list_unsubscribe}>"
+        email.extra_headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     if message.body_html:
         email.attach_alternative(message.body_html, "text/html")
     return email

@@ -78,7 +78,8 @@ def _message_id() -> str:
 
 def send_mail(kind: str, to: str | None, context: dict[str, Any] | None = None, *, key: str | None = None,
               member: Member | None = None, user: User | None = None, actor: User | None = None,
-              bulk: bool = False, sensitive: bool = False) -> MailMessage:
+              bulk: bool = False, sensitive: bool = False, unsubscribe_url: str | None = None,
+              suppress: str = "") -> MailMessage:
     """Render mail ``kind`` for ``to`` and record it; it is delivered after the caller commits.
 
     - ``to`` None: the member's address, else the user's. No usable address:
@@ -95,6 +96,12 @@ def send_mail(kind: str, to: str | None, context: dict[str, Any] | None = None, 
       at most. One-off mail (a password reset) never waits behind a bulk run.
     - ``sensitive``: holds a one-time secret; the console never shows its
       body and the body is erased once the message is sent.
+    - ``unsubscribe_url``: an optional notice's one-click link
+      (app/services/notifications.py): sent as ``List-Unsubscribe`` and
+      ``List-Unsubscribe-Post`` headers (RFC 2369, RFC 8058) and given to the
+      templates, whose footer shows it.
+    - ``suppress``: a reason not to send at all ("Opted out."): the row is
+      recorded as suppressed with it, so the console says why.
 
     ``context`` is the templates' (plus ``member``, ``user`` and ``to``).
     Raises ValueError when the kind has no templates (a programming error).
@@ -107,11 +114,14 @@ def send_mail(kind: str, to: str | None, context: dict[str, Any] | None = None, 
         log.info("mail %s not sent again: key %r is message %s (%s)", kind, key, first.id, first.status)
         return first
     address, problem = address_for(to, member, user)
-    rendered = render(kind, {"member": member, "user": user, "to": address, **(context or {})})
+    problem = problem or suppress
+    rendered = render(kind, {"member": member, "user": user, "to": address, "unsubscribe_url": unsubscribe_url,
+                             **(context or {})})
     message = MailMessage(
         kind=kind, to_address=address, subject=rendered.subject, body_text=rendered.text, body_html=rendered.html,
         message_id=_message_id(), idempotency_key=key, bulk=bulk, sensitive=sensitive, member=member, user=user,
         queued_by=actor, status="suppressed" if problem else "queued", reason=problem,
+        list_unsubscribe=(unsubscribe_url or None),
         next_attempt_at=None if problem else utcnow(), created_at=utcnow(),
     )
     try:
