@@ -2,8 +2,8 @@
 
 The dashboard: membership status and number, their ward (with its level's
 name), the card's status and expiry (with a note when renewal nears), the
-next events of their area and their own place in them, and notices (none
-yet). A signed-in login without a member record (most staff) gets a short
+next events of their area and their own place in them, and their newest
+notifications. A signed-in login without a member record (most staff) gets a short
 page pointing to the console instead.
 """
 
@@ -13,7 +13,10 @@ from flask import render_template
 from flask_login import current_user
 
 from app.portal.blueprint import actor, bp
-from app.services import self_service
+from app.services import notifications, self_service
+
+
+DASHBOARD_NOTICES = 3
 
 
 @bp.route("/")
@@ -31,5 +34,6 @@ def home():
         events_total=total, registrations=registrations,
         positions=self_service.waitlist_positions(list(registrations.values())),
         status_label=self_service.MEMBER_STATUS_LABELS.get(member.status, member.status),
-        registration_labels=self_service.REGISTRATION_LABELS, notices=[],
+        registration_labels=self_service.REGISTRATION_LABELS,
+        notices=notifications.latest(member, DASHBOARD_NOTICES),
     )

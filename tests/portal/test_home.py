@@ -95,3 +95,17 @@ def test_pages_fit_a_phone(portal):
     page = text(portal.get("/"))
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
     assert "navbar-toggler" in page  # the menu folds away on narrow screens
+
+
+def test_dashboard_shows_the_newest_notifications_and_links_to_all(portal, member, other):
+    from app.extensions import db
+    from app.services import notifications
+
+    for n in range(4):
+        notifications.notify(member, "card.issued", f"Notice number {n}", "", "/card")
+    notifications.notify(other, "card.issued", "Someone else's notice")
+    db.session.commit()
+    page = portal.get("/").get_data(as_text=True)
+    shown = [f"Notice number {n}" for n in range(4) if f"Notice number {n}" in page]
+    assert shown == ["Notice number 1", "Notice number 2", "Notice number 3"]  # the newest three
+    assert "Someone else" not in page and 'id="all-notifications"' in page and 'href="/card"' in page
