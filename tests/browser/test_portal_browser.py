@@ -54,7 +54,7 @@ def test_member_shows_card_and_registers_on_a_phone(live_server, browser, tree, 
         assert page.locator("#member-unit").inner_text() == "Lukashya Ward 1"
         assert page.locator("#dashboard-card #card-status").get_attribute("data-status") == "active"
         assert "Ward meeting" in page.locator("#dashboard-events").inner_text()
-        assert "No notices yet" in page.locator("#notices").inner_text()
+        assert f"Your membership card {card.card_number} was issued" in page.locator("#notices").inner_text()
         assert not page.locator("#nav-card").is_visible()  # folded into the menu on a phone
         assert fits(page)
         shot(page, "portal-1-dashboard")
