@@ -31,8 +31,9 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import String, and_, cast, func, literal, select, update
+from sqlalchemy import String, and_, cast, literal, select, update
 
+from app.database import in_values
 from app.extensions import db
 from app.models import AuditEntry, Member, MembershipCard, MemberStatusChange
 from app.models.cards import grace_days
@@ -62,12 +63,20 @@ def lapse_members(today: date, now: datetime) -> int:
     reason = card_lifecycle.past_grace_reason(grace)
     db.session.flush()
     members, cards = Member.__table__, MembershipCard.__table__
-    latest = (select(func.max(cards.c.id)).where(cards.c.member_id == members.c.id)
-              .correlate(members).scalar_subquery())
-    due = and_(members.c.status == "active", members.c.deleted_at.is_(None),
-               select(cards.c.id).where(cards.c.id == latest, cards.c.status == "expired",
-                                        cards.c.expires_on < today - timedelta(days=grace)).exists())
-    card_lifecycle.lock_matching_rows(members, due)
+    newer = cards.alias("newer")
+    # From the expired cards (an index range), not from every active member: members whose newest
+    # card is one of them.
+    latest_expired = select(cards.c.member_id).where(
+        cards.c.status == "expired", cards.c.expires_on < today - timedelta(days=grace),
+        ~select(newer.c.id).where(newer.c.member_id == cards.c.member_id, newer.c.id > cards.c.id).exists())
+    due = and_(members.c.status == "active", members.c.deleted_at.is_(None), members.c.id.in_(latest_expired))
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Find and lock the set once; the three writes then go by id (an index lookup each),
+        # instead of each scanning the members again. (SQLite serialises writers: no lock needed.)
+        ids = list(db.session.scalars(select(members.c.id).where(due).with_for_update()))
+        if not ids:
+            return 0
+        due = in_values(members.c.id, ids)
     changes_table, audit_table = MemberStatusChange.__table__, AuditEntry.__table__
     db.session.execute(changes_table.insert().from_select(
         ["member_id", "from_status", "to_status", "reason", "rule", "actor_id", "changed_at"],
