@@ -12,6 +12,7 @@ second, so a test sees the leader at work within seconds, with nothing timed.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from datetime import datetime
@@ -85,3 +86,14 @@ def real_sweeps_app():
     app = create_app()
     app.extensions[EXTENSION] = tuple(replace(sweep, trigger={"second": "*/2"}) for sweep in SWEEPS)
     return app
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a process started by ``start``: SIGINT (a graceful stop), then SIGKILL after 20 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)

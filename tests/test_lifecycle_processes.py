@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 from collections import Counter
 from datetime import timedelta
 
@@ -30,7 +29,7 @@ from app.services import events as event_service
 from app.services import reminders
 from tests.conftest import login
 from tests.queue_support import wait_for
-from tests.scheduler_support import start
+from tests.scheduler_support import start, stop
 
 
 def _env(app, tmp_path, smtp_server) -> dict[str, str]:
@@ -38,15 +37,6 @@ def _env(app, tmp_path, smtp_server) -> dict[str, str]:
             "MUSTER_SCHEDULER_LEASE_SECONDS": "1.5", "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp_server.port),
             "MUSTER_PUBLIC_URL": "https://members.example.org", "MUSTER_GRACE_DAYS": "30"}
 
-
-def _stop(proc) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except Exception:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def _member_with_card(make_member, unit, name: str, email: str | None, expires_on):
@@ -97,7 +87,7 @@ def test_due_work_is_mailed_once_by_the_processes_and_a_second_scheduler_changes
         wait_for(lambda: _ok_runs("reminders.renewal") >= seen + 3, what="three more firings", procs=procs)
     finally:
         for proc in reversed(procs):  # the standby first: it would take over from a leader that stops
-            _stop(proc)
+            stop(proc)
 
     sent = Counter((m["To"], str(m["Subject"])) for m in smtp_server.messages)
     assert all(n == 1 for n in sent.values()), sent  # nothing twice

@@ -35,6 +35,7 @@ from tests.scheduler_support import (
     MISSING,
     TEST_SWEEPS,
     start,
+    stop,
     tick_count,
 )
 
@@ -45,15 +46,6 @@ def _env(app, tmp_path, **extra: str) -> dict[str, str]:
     return {"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "MUSTER_QUEUE_URL": f"sqlite:///{tmp_path}/q.db",
             "MUSTER_SCHEDULER_LEASE_SECONDS": "1.5", **extra}
 
-
-def _stop(proc) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except Exception:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def _log(path) -> str:
@@ -101,7 +93,7 @@ def _schedulers_take_turns(app, tmp_path):
         _wait_log(logs["b"], r"leader now", procs, "B's log to say it leads")
     finally:
         for proc in procs:
-            _stop(proc)
+            stop(proc)
         if a.poll() is None:
             os.killpg(a.pid, signal.SIGKILL)
     db.session.rollback()
@@ -162,7 +154,7 @@ def test_a_leader_that_loses_its_postgresql_connection_stops_scheduling(committi
                  what="runs queued by the new leader", procs=procs)
     finally:
         for proc in procs:
-            _stop(proc)
+            stop(proc)
     db.session.rollback()
     after = [r for r in _ticks_by(a.pid) + _ticks_by(b.pid) if r.queued_at > cut_at]
     assert len({r.scheduled_by for r in after}) == 1, [r.scheduled_by for r in after]

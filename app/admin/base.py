@@ -41,13 +41,14 @@ def current_actor():
     return current_user._get_current_object()
 
 
-def page_arg(first: int = 0) -> int:
-    """``?page=`` counted from ``first``: ``first`` when absent or empty, 400 when it is no page number.
+def page_arg(first: int = 0, name: str = "page") -> int:
+    """``?page=`` (or ``?<name>=``, a second list on the page) counted from ``first``: ``first`` when
+    absent or empty, 400 when it is no page number.
 
     Negative, fractional or enormous values would otherwise reach the
     database as an OFFSET it refuses (or an integer the driver cannot bind).
     """
-    raw = request.args.get("page", "")
+    raw = request.args.get(name, "")
     if not raw.strip():
         return first
     page = parse_page(raw, first)

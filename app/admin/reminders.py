@@ -9,7 +9,7 @@ The view parses and renders; the sweeps themselves run in the scheduler.
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from flask_wtf import FlaskForm
 from wtforms import StringField, TextAreaField
@@ -17,7 +17,6 @@ from wtforms import StringField, TextAreaField
 from app.admin.base import SecureView, committing, current_actor, page_arg
 from app.models.base import utcnow
 from app.security import can
-from app.services.inputs import parse_page
 from app.services.reminders import console, settings
 
 PAGE_SIZE = 25
@@ -43,7 +42,7 @@ class RemindersView(SecureView):
         actor = current_actor()
         now = utcnow()
         page = page_arg()
-        events_page = _page("events_page")
+        events_page = page_arg(name="events_page")
         return self.render(
             "admin/reminders/index.html",
             renewals=console.renewals_ahead(actor, now, page, PAGE_SIZE),
@@ -78,17 +77,6 @@ class RemindersView(SecureView):
             status = outcome.status
         return self.render("admin/reminders/settings.html", form=form, defaults=settings.defaults(),
                            can_manage=True), status
-
-
-def _page(name: str) -> int:
-    """``?<name>=`` as a page number counted from 0 (``page_arg`` for a second list on the page): 400 if none."""
-    raw = request.args.get(name, "")
-    if not raw.strip():
-        return 0
-    page = parse_page(raw, 0)
-    if page is None:
-        abort(400)
-    return page
 
 
 def register(admin) -> None:
