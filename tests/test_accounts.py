@@ -350,3 +350,15 @@ def test_every_account_form_has_and_needs_a_csrf_token(app, client, chanda, smtp
         refused = submit(who, url, data, token=False)
         assert refused.status_code == 400 and "This form has expired" in text(refused), url
     assert login(app.test_client(), EMAIL, PASSWORD).status_code == 302  # nothing changed
+
+
+def test_a_password_change_leaves_a_security_notice_the_member_cannot_switch_off(app, chanda):
+    from app.models import Notification
+
+    client = app.test_client()
+    login(client, EMAIL)
+    submit(client, "/account/password", {"current_password": PASSWORD, "password": NEW, "confirm": NEW})
+    notice = db.session.scalars(select(Notification).where(Notification.kind == "account.security")).one()
+    assert notice.title == "Your password was changed" and notice.link == "/password/forgot"
+    page = text(client.get("/notifications/preferences"))
+    assert "Always on" in page

@@ -117,6 +117,8 @@ def set_password_by_link(purpose: str, token: str | None, password: str | None, 
     if purpose == "activate" and link.member is not None and user.member_id is None:
         user.member = link.member
     db.session.flush()
+    if purpose == "reset-password":
+        _security_notice(user, "Your password was reset")
     action = "password.reset" if purpose == "reset-password" else "account.activated"
     audit.record(user, action, user, unit_id=_unit_of(user),
                  summary=(f"{user.email} set a new password with a reset link" if purpose == "reset-password"
@@ -149,7 +151,18 @@ def change_password(user: User, current: str | None, new: str | None, confirm: s
     db.session.flush()
     audit.record(user, "password.change", user, unit_id=_unit_of(user),
                  summary=f"{user.email} changed their password" + (f"; {revoked} API token(s) revoked" if revoked else ""))
+    _security_notice(user, "Your password was changed")
     return user
+
+
+def _security_notice(user: User, title: str) -> None:
+    """A required portal notice (it cannot be switched off), so a change the member did not make is seen."""
+    if user.member is not None:
+        from app.services import notifications  # late: notifications imports the mail package
+
+        notifications.notify(user.member, "account.security", title,
+                             "If this was not you, reset your password now and tell your organisation.",
+                             "/password/forgot")
 
 
 def _check_new_password(password: str | None, confirm: str | None) -> None:
