@@ -74,10 +74,10 @@ def _start_web(env: dict[str, str], port: int) -> subprocess.Popen:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError("the web node exited:\n" + proc.stdout.read())
-        try:
-            requests.get(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=2)
+        try:  # the first request builds the OpenAPI document: slow on a busy machine, so wait for it
+            requests.get(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=30)
             return proc
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.2)
     stop(proc)
     raise AssertionError("the web node did not answer within a minute")
