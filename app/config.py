@@ -225,6 +225,10 @@ class Config:
         self.CARD_GRACE_DAYS = int(os.environ.get("MUSTER_GRACE_DAYS", "30"))
         # Registrations of an event still "registered" this long after its end become no-shows.
         self.NO_SHOW_AFTER_HOURS = float(os.environ.get("MUSTER_NO_SHOW_AFTER_HOURS", "2"))
+        # Referrals (issue 13, app/services/referrals.py): points a referrer earns when the person they
+        # brought becomes active, and days a recorded referral may stay pending before the sweep expires it.
+        self.REFERRAL_POINTS = int(os.environ.get("MUSTER_REFERRAL_POINTS", "10"))
+        self.REFERRAL_EXPIRY_DAYS = int(os.environ.get("MUSTER_REFERRAL_EXPIRY_DAYS", "60"))
         # Outgoing mail (issue #10, app/services/mail/): Flask-Mailman's settings. With no
         # MAIL_SERVER every message is written as an .eml file under MAIL_FILE_PATH instead.
         self.MAIL_SERVER = os.environ.get("MAIL_SERVER", "").strip() or "localhost"

@@ -14,6 +14,9 @@ from app.models.links import LINK_PURPOSES, OneTimeLink
 from app.models.mail import MAIL_STATUSES, MailMessage
 from app.models.notifications import MailPreference, Notification  # portal notifications (issue 12)
 from app.models.people import GENDERS, MEMBER_STATUSES, Member, MemberPhoto, MemberStatusChange, Tag
+from app.models.referrals import (  # referrals and the points ledger (issue 13)
+    REFERRAL_SOURCES, REFERRAL_STATUSES, PointsEntry, Referral, ReferralCode, ReferralReward,
+)
 from app.models.reminders import REMINDER_OUTCOMES, ReminderLog, ReminderSetting  # issue 12
 from app.models.rbac import ApiToken, LoginFailure, Permission, Role, RoleAssignment, User
 from app.models.scheduler import RUN_STATUSES, RUN_TRIGGERS, SchedulerLease, SchedulerRun  # issue 12
@@ -64,6 +67,12 @@ __all__ = [
     "REQUESTABLE_FIELDS",
     "MembershipCard",
     "Permission",
+    "PointsEntry",
+    "REFERRAL_SOURCES",
+    "REFERRAL_STATUSES",
+    "Referral",
+    "ReferralCode",
+    "ReferralReward",
     "REMINDER_OUTCOMES",
     "ReminderLog",
     "ReminderSetting",
