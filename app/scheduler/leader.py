@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, case, create_engine, delete, insert, update
@@ -47,7 +48,7 @@ ADVISORY_KEY = int.from_bytes(b"muster-s", "big") & 0x7FFF_FFFF_FFFF_FFFF
 LEASES = SchedulerLease.__table__
 
 
-class Leader:
+class Leader(ABC):
     """The election's interface; ``for_url`` picks the implementation for a database URL."""
 
     def __init__(self, url: str, lease_seconds: float, owner: str) -> None:
@@ -64,20 +65,21 @@ class Leader:
         return cls(url, lease_seconds, owner)
 
     @property
+    @abstractmethod
     def kind(self) -> str:
-        raise NotImplementedError
+        """How the lead is held, for logs: "lease" or "advisory lock"."""
 
+    @abstractmethod
     def acquire(self) -> bool:
         """Try once to become the leader; True if this process now leads."""
-        raise NotImplementedError
 
+    @abstractmethod
     def confirm(self) -> bool:
         """Still the leader? (and renew); False once the lock or lease is lost."""
-        raise NotImplementedError
 
+    @abstractmethod
     def release(self) -> None:
         """Give the lead up (a clean stop), so a standby need not wait for the lease to run out."""
-        raise NotImplementedError
 
     # -- the lease row (SQLite: the election; PostgreSQL: who leads, for people) --
 

@@ -7,7 +7,7 @@ decided and when, and at most one pending of each per member (partial unique
 indexes, so two racing requests cannot both be pending).
 
 Revision ID: 0014
-Revises: 0013
+Revises: 0012
 Create Date: 2026-12-03
 
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0014'
-down_revision = '0013'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
