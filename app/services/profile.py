@@ -95,9 +95,7 @@ def request_email_change(actor: Any, member: Member, new_email: str) -> OneTimeL
     """Mail ``new_email`` a link that makes it the member's address (an earlier pending link stops working)."""
     hours = float(current_app.config.get("VERIFY_EMAIL_HOURS", EMAIL_CHANGE_HOURS))
     token = links.issue(EMAIL_PURPOSE, member=member, hours=hours, data={"email": new_email})
-    link = db.session.scalars(select(OneTimeLink).where(OneTimeLink.member_id == member.id,
-                                                        OneTimeLink.purpose == EMAIL_PURPOSE)
-                              .order_by(OneTimeLink.id.desc()).limit(1)).one()
+    link = links.check(EMAIL_PURPOSE, token)  # the row just added (from the session, no query)
     mail.send_mail("profile.email-change", new_email,
                    {"link": mail.link_to("portal.confirm_email", token=token), "hours": int(hours),
                     "new_email": new_email},
