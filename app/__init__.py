@@ -34,7 +34,7 @@ def init_extensions(app: Flask) -> None:
     from app import models  # noqa: F401  (registers every table with the metadata)
     from app.database import ping_idle_connections, tune_sqlite
     from app.extensions import csrf, db, limiter, mail, migrate
-    from app.security import init_security
+    from app.identity import init_security
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)

@@ -229,6 +229,8 @@ class Config:
         # brought becomes active, and days a recorded referral may stay pending before the sweep expires it.
         self.REFERRAL_POINTS = int(os.environ.get("MUSTER_REFERRAL_POINTS", "10"))
         self.REFERRAL_EXPIRY_DAYS = int(os.environ.get("MUSTER_REFERRAL_EXPIRY_DAYS", "60"))
+        # How many prospects one member may record (and invite by mail) in a day: a cap on invitation spam.
+        self.REFERRAL_PROSPECTS_PER_DAY = int(os.environ.get("MUSTER_REFERRAL_PROSPECTS_PER_DAY", "20"))
         # Outgoing mail (issue #10, app/services/mail/): Flask-Mailman's settings. With no
         # MAIL_SERVER every message is written as an .eml file under MAIL_FILE_PATH instead.
         self.MAIL_SERVER = os.environ.get("MAIL_SERVER", "").strip() or "localhost"

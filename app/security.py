@@ -24,20 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from flask import g, has_request_context
-from flask.sessions import SecureCookieSessionInterface
-from flask_login import current_user
-from flask_principal import ActionNeed, Identity, RoleNeed, UserNeed, identity_loaded
 from sqlalchemy import Select, and_, bindparam, false, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.database import json_rows
-from app.extensions import db, login_manager, principal
+from app.extensions import db
 from app.models import AuditEntry, Member, RoleAssignment, Unit, User
 from app.models.base import utcnow
 from app.models.cards import MembershipCard
 from app.models.events import Event, EventAttachment, EventRegistration
 from app.models.mail import MailMessage
 from app.models.rbac import Permission, Role, role_permissions
+from app.models.referrals import PointsEntry, Referral
 from app.models.requests import ErasureRequest, MemberChangeRequest
 from app.services.errors import Forbidden, NotFound, ServiceError
 from app.services.inputs import parse_id
@@ -322,6 +320,22 @@ RULES: dict[type, Rule] = {
     # A member's requests about their own record live in the member's (current) unit (staff queues).
     MemberChangeRequest: Rule("members.read", lambda r: [r.member.unit]),
     ErasureRequest: Rule("members.read", lambda r: [r.member.unit]),
+    # A referral lives where its referrer belongs (who recruited is what staff count and
+    # credit); the referrer reaches their own with the member role.
+    Referral: Rule(
+        "referrals.read",
+        lambda r: [r.referrer.unit],
+        own=lambda user, r, _perm: _member_of(user) is not None and r.referrer_id == _member_of(user).id,
+        own_clause=lambda user, _perm: Referral.referrer_id == (getattr(_member_of(user), "id", None) or 0),
+        own_permissions=frozenset({"referrals.read_own", "referrals.create"}),
+    ),
+    PointsEntry: Rule(
+        "referrals.read",
+        lambda e: [e.member.unit],
+        own=lambda user, e, _perm: _member_of(user) is not None and e.member_id == _member_of(user).id,
+        own_clause=lambda user, _perm: PointsEntry.member_id == (getattr(_member_of(user), "id", None) or 0),
+        own_permissions=frozenset({"referrals.read_own"}),
+    ),
 }
 
 
@@ -481,8 +495,10 @@ def _scope_clause(model: type, unit_ids: list[int]) -> ColumnElement[bool]:
             select(Member.id).where(Member.id == User.member_id, Member.unit_id.in_(unit_ids)).exists()
         )
         return or_(in_scope_assignment, in_scope_member)
-    if model in (MailMessage, MemberChangeRequest, ErasureRequest):  # by the member it concerns, wherever they are now
+    if model in (MailMessage, MemberChangeRequest, ErasureRequest, PointsEntry):  # by the member it concerns
         return model.member_id.in_(select(Member.id).where(Member.unit_id.in_(unit_ids)))
+    if model is Referral:  # by its referrer, wherever they are now (``Referral.unit_id`` is a property)
+        return Referral.referrer_id.in_(select(Member.id).where(Member.unit_id.in_(unit_ids)))
     if model in (Member, AuditEntry, RoleAssignment) or hasattr(model, "unit_id"):
         return model.unit_id.in_(unit_ids)
     if model is EventRegistration:  # a registration lives where its event does
@@ -522,64 +538,3 @@ def scoped(stmt: Select, user: Any, permission: str, model: type | None = None) 
         model = stmt.column_descriptions[0]["entity"]
     clause = scope_filter(user, permission, model)
     return stmt if clause is None else stmt.where(clause)
-
-
-# --- Flask-Login and Flask-Principal wiring ------------------------------------------
-
-
-@login_manager.user_loader
-def load_user(session_token: str) -> User | None:
-    """The user a session cookie names: by ``User.session_token`` (``get_id``), never by id.
-
-    Logout, a password change and deactivation replace the token, so a cookie
-    issued before them (or copied) finds nobody and the request is signed out.
-    """
-    user = db.session.scalar(select(User).where(User.session_token == session_token))
-    return user if user is not None and user.active else None
-
-
-def _identity_loader() -> Identity | None:
-    if current_user.is_authenticated:
-        return Identity(current_user.id, "session")
-    return None
-
-
-class PageSessions(SecureCookieSessionInterface):
-    """Cookie sessions for pages only: the API authenticates by bearer token, never by cookie.
-
-    An API request gets Flask's null session, so no cookie is read, verified
-    or written for it (nor a ``Vary: Cookie`` added): less work on every scan
-    at the door, and one more way the session cannot leak into the API.
-    """
-
-    def __init__(self, cookieless: Callable[[str], bool]) -> None:
-        self.cookieless = cookieless
-
-    def open_session(self, app, request):
-        if self.cookieless(request.path):
-            return self.null_session_class()
-        return super().open_session(app, request)
-
-
-def init_security(app) -> None:
-    """Bind Flask-Login and Flask-Principal; identity needs mirror the user's grants."""
-    from app.api.context import is_api_path  # late: the API package imports this module
-
-    app.session_interface = PageSessions(is_api_path)
-    login_manager.init_app(app)
-    login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please log in to continue."
-    login_manager.session_protection = "strong"
-    principal.init_app(app)
-    principal.identity_loader(_identity_loader)
-
-    @identity_loaded.connect_via(app)
-    def on_identity_loaded(sender, identity):  # noqa: ARG001
-        user = db.session.get(User, identity.id) if identity.id is not None else None
-        if user is None:
-            return
-        identity.provides.add(UserNeed(user.id))
-        for name in role_names_for(user):
-            identity.provides.add(RoleNeed(name))
-        for gr in grants_for(user):
-            identity.provides.add(ActionNeed(gr.permission))

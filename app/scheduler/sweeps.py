@@ -34,4 +34,6 @@ SWEEPS: tuple[Sweep, ...] = (
           "Renewal reminders due at their offsets from card expiry, each sent once."),
     Sweep("reminders.events", "app.services.reminders:event_sweep", {"minute": "*/5"},
           "Event reminders to registered members before the start, each sent once."),
+    Sweep("referrals.expire", "app.services.referrals:expire_sweep", {"minute": "35"},
+          "Invitations nobody joined through within the referral expiry period expire."),
 )

@@ -31,9 +31,9 @@ import csv
 import io
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from flask import Response, stream_with_context
 from sqlalchemy import func, select
@@ -182,14 +182,22 @@ def iter_rows(clauses: list[ColumnElement[bool]], columns: list[str], *, text: b
 
 
 def csv_chunks(clauses: list[ColumnElement[bool]], columns: list[str], *, bom: bool = True) -> Iterator[bytes]:
-    """The CSV file, in pieces of about 256 KB (UTF-8 with a BOM so Excel reads accents right)."""
+    """The members' CSV file, in pieces (``table_csv``)."""
+    return table_csv([EXPORT_COLUMNS[c] for c in columns], iter_rows(clauses, columns), bom=bom)
+
+
+def table_csv(headers: list[str], rows: Iterable[list[Any]], *, bom: bool = True) -> Iterator[bytes]:
+    """Any export's CSV file, in pieces of about 256 KB (UTF-8 with a BOM so Excel reads accents right).
+
+    Text cells are ``neutralise``d (no formulas); other values written as ``_text`` gives them.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([EXPORT_COLUMNS[c] for c in columns])
+    writer.writerow(headers)
     first = True
     n = 0
-    for row in iter_rows(clauses, columns):
-        writer.writerow([("'" + v) if v and v[0] in "=+-@\t\r" else v for v in row])
+    for row in rows:
+        writer.writerow([neutralise(v) if isinstance(v, str) else _text(v) for v in row])
         n += 1
         if n % 2000 == 0:
             data = buffer.getvalue().encode("utf-8")
@@ -202,16 +210,22 @@ def csv_chunks(clauses: list[ColumnElement[bool]], columns: list[str], *, bom: b
 
 
 def write_xlsx(clauses: list[ColumnElement[bool]], columns: list[str], target) -> int:
-    """Write the export as an XLSX workbook (openpyxl write-only: rows go straight to disk)."""
+    """Write the members' export as an XLSX workbook (``write_table_xlsx``)."""
+    return write_table_xlsx([EXPORT_COLUMNS[c] for c in columns], iter_rows(clauses, columns, text=False),
+                            target, sheet="Members")
+
+
+def write_table_xlsx(headers: list[str], rows: Iterable[list[Any]], target, *, sheet: str) -> int:
+    """Write any export as an XLSX workbook (openpyxl write-only: rows go straight to disk); the row count."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
     wb = Workbook(write_only=True)
-    ws = wb.create_sheet("Members")
-    ws.append([EXPORT_COLUMNS[c] for c in columns])
+    ws = wb.create_sheet(sheet)
+    ws.append(headers)
     n = 0
-    for row in iter_rows(clauses, columns, text=False):
+    for row in rows:
         values = []
         for value in row:
             if isinstance(value, datetime) and value.tzinfo is not None:
@@ -231,11 +245,16 @@ def write_xlsx(clauses: list[ColumnElement[bool]], columns: list[str], target) -
 
 
 def xlsx_chunks(clauses: list[ColumnElement[bool]], columns: list[str]) -> Iterator[bytes]:
-    """The XLSX file, built in a temporary file (a zip is only complete at the end), then streamed."""
+    """The members' XLSX file, streamed (``table_xlsx``)."""
+    return table_xlsx(lambda target: write_xlsx(clauses, columns, target))
+
+
+def table_xlsx(write: Callable[[str], int]) -> Iterator[bytes]:
+    """An XLSX file built by ``write(path)`` in a temporary file (a zip is only complete at the end), then streamed."""
     handle, path = tempfile.mkstemp(suffix=".xlsx")
     os.close(handle)
     try:
-        write_xlsx(clauses, columns, path)
+        write(path)
         with open(path, "rb") as fh:
             for piece in iter(lambda: fh.read(256 * 1024), b""):
                 yield piece
@@ -262,10 +281,6 @@ def chunks(fmt: str, clauses: list[ColumnElement[bool]], columns: list[str]) -> 
     return csv_chunks(clauses, columns) if fmt == "csv" else xlsx_chunks(clauses, columns)
 
 
-def filename(fmt: str) -> str:
-    return f"members-{date.today().isoformat()}.{fmt}"
-
-
 def record_export(actor, fmt: str, columns: list[str], filters: dict[str, Any], rows: int,
                   unit_id: int | None = None, source: str = "console") -> None:
     """Audit the export (who, which filter, which columns, how many rows), committed at once.
@@ -287,13 +302,16 @@ def record_export(actor, fmt: str, columns: list[str], filters: dict[str, Any], 
 
 
 @dataclass
-class MemberExport:
-    """An export under way: already audited; its rows are read as ``body`` is consumed."""
+class Export:
+    """An export under way: already audited; its rows are read as ``body`` is consumed.
+
+    ``stem`` names the file ("members" gives members-2026-12-04.csv).
+    """
 
     fmt: str
-    columns: list[str]
     rows: int
     body: Iterator[bytes]
+    stem: str = "members"
 
     @property
     def mimetype(self) -> str:
@@ -301,7 +319,7 @@ class MemberExport:
 
     @property
     def filename(self) -> str:
-        return filename(self.fmt)
+        return f"{self.stem}-{date.today().isoformat()}.{self.fmt}"
 
     def response(self) -> Response:
         """The export as a download for a web request (console or API), streamed in the request's context."""
@@ -310,6 +328,13 @@ class MemberExport:
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
+
+
+@dataclass
+class MemberExport(Export):
+    """A members export, with the columns chosen."""
+
+    columns: list[str] = field(default_factory=list)
 
 
 def export_members(actor, clauses: list[ColumnElement[bool]], *, fmt: str = "csv",
@@ -336,4 +361,4 @@ def export_members(actor, clauses: list[ColumnElement[bool]], *, fmt: str = "csv
     rows = count(where)
     check_size(fmt, rows)
     record_export(actor, fmt, chosen, filters or {}, rows, unit_id=unit_id, source=source)
-    return MemberExport(fmt, chosen, rows, chunks(fmt, where, chosen))
+    return MemberExport(fmt, rows, chunks(fmt, where, chosen), columns=chosen)

@@ -47,6 +47,7 @@ from app.services import (
     member_search,
     notifications,
     rbac,
+    referrals,
     users,
 )
 from app.services import members as member_service
@@ -151,6 +152,9 @@ def check_application(data: dict[str, Any]) -> dict[str, Any]:
         auth.set_password(User(), data.get("password") or "")  # the login's own rule (length)
     if not data.get("consent"):
         errors.add("consent", "Please read the privacy notice and agree to it to join.")
+    with errors.check():
+        referrals.check_join_code(data.get("referral_code"), national_id=values.get("national_id"),
+                                  phone=values.get("phone"), email=values.get("email"))
     errors.raise_if_any()
     return values
 
@@ -169,7 +173,8 @@ def join(data: dict[str, Any]) -> Joined:
     """A pending member, their portal login and the verification mail, all or nothing.
 
     ``data`` holds the member fields, ``unit_id``, ``password`` and
-    ``consent`` (truthy). The consent is stored with the time and
+    ``consent`` (truthy), and optionally ``referral_code`` (typed, or from
+    the join link: ``referral_source`` "link"). The consent is stored with the time and
     ``PRIVACY_NOTICE_VERSION``. Raises ``ValidationErrors`` (every field at
     fault) or ``DuplicateApplication``; a duplicate that slips in between the
     check and the insert (two tries at once) answers the same.
@@ -188,6 +193,9 @@ def join(data: dict[str, Any]) -> Joined:
             db.session.flush()
     except (DuplicateError, IntegrityError):
         raise DuplicateApplication() from None
+    # Who brought them: the code (checked above), else a prospect recorded with their phone or email.
+    referrals.record_join(member, data.get("referral_code"),
+                          source="link" if data.get("referral_source") == "link" else "code")
     audit.record(None, "member.join", member, summary=f"{member.full_name} joined through the portal",
                  changes={"consent_version": member.consent_version})
     send_verification(member, user)
@@ -331,6 +339,7 @@ def reject(actor: Any, member: Member, reason: str | None) -> Member:
         login.active = False
         auth.end_sessions(login)
     db.session.flush()
+    referrals.on_member_rejected(member, f"The application was turned down: {reason}")
     audit.record(actor, "member.reject", member, summary=f"Turned down {member.full_name}: {reason}",
                  changes={"reason": reason})
     mail.send_mail(REJECTED_MAIL, member.email, {"reason": reason}, member=member, actor=actor,

@@ -348,6 +348,9 @@ def change_status(actor, member: Member, new_status: str, reason: str) -> Member
     )
 
     follow_member_status(actor, member, old, new_status, reason)
+    from app.services import referrals  # the referral that brought them in follows too (issue 13)
+
+    referrals.follow_member_status(member, old, new_status)
     return change
 
 
@@ -360,6 +363,9 @@ def delete_member(actor, member: Member) -> None:
     member.deleted_by_id = getattr(actor, "id", None)
     db.session.flush()
     audit.record(actor, "member.delete", member, summary=f"Deleted {member.full_name}")
+    from app.services import referrals
+
+    referrals.on_member_deleted(member, actor=actor)
 
 
 def restore_member(actor, member: Member) -> None:

@@ -242,6 +242,8 @@ def update_members(actor, changes: dict[int, dict[str, Any]], *, reason: str, so
         if isinstance(obj, Member) and obj.id in changes:
             db.session.expire(obj)
     if followers:
+        from app.services import referrals
         from app.services.cards import follow_member_statuses  # the card follows its member
 
         follow_member_statuses(actor, followers, reason)
+        referrals.follow_member_statuses(followers)  # and the referral that brought them in

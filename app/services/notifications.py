@@ -71,6 +71,7 @@ KINDS: dict[str, Kind] = {
     "event.promoted": Kind("Waiting lists", "When you get a place at an event from its waiting list."),
     "reminder.renewal": Kind("Renewal reminders", "Before and after your card expires, until you renew."),
     "reminder.event": Kind("Event reminders", "Before an event you registered for starts."),
+    "referral.credited": Kind("Referral points", "When someone you referred becomes a member, or a credit is reversed."),
     "card.revoked": Kind("Card revoked", "When your membership card is revoked.", required=True),
     "account.security": Kind("Account security", "Password changes, sign-in links and other security notices.",
                              required=True),

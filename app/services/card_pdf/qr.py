@@ -1,4 +1,4 @@
-"""The card's QR code: its modules drawn into a PDF, or the code alone as PNG / SVG for the API.
+"""QR codes: the card's drawn into a PDF, or alone as PNG / SVG (the card's for the API, a join link's).
 
 The code holds the card's verification URL (``services.cards.verification_url``)
 at error correction level M, made by zxing-cpp's writer (``create_barcode``;
@@ -63,15 +63,25 @@ def draw_qr(c: Canvas, matrix: list[bytes], x: float, y: float, size: float, ink
     c.restoreState()
 
 
-def qr_png(card: MembershipCard, base_url: str | None = None, box_size: int = 8) -> bytes:
-    """The card's QR code (its verification URL) as a PNG, ``box_size`` pixels a module, 4 modules of margin."""
-    image = qr_code(verification_url(card, base_url)).to_image(scale=box_size, add_quiet_zones=True)
+def png_of(data: str, box_size: int = 8) -> bytes:
+    """Any text (a link) as a QR code PNG, ``box_size`` pixels a module, 4 modules of margin."""
+    image = qr_code(data).to_image(scale=box_size, add_quiet_zones=True)
     height, width = image.shape
     out = io.BytesIO()
     Image.frombytes("L", (width, height), memoryview(image).tobytes()).save(out, "PNG", optimize=True)
     return out.getvalue()
 
 
+def svg_of(data: str, scale: int = 3) -> bytes:
+    """Any text as a QR code SVG (one path on white; ``scale`` units a module, 4 modules of margin)."""
+    return qr_code(data).to_svg(scale=scale, add_quiet_zones=True).encode("utf-8")
+
+
+def qr_png(card: MembershipCard, base_url: str | None = None, box_size: int = 8) -> bytes:
+    """The card's QR code (its verification URL) as a PNG."""
+    return png_of(verification_url(card, base_url), box_size)
+
+
 def qr_svg(card: MembershipCard, base_url: str | None = None, scale: int = 3) -> bytes:
-    """The card's QR code as an SVG (one path on white; ``scale`` units a module, 4 modules of margin)."""
-    return qr_code(verification_url(card, base_url)).to_svg(scale=scale, add_quiet_zones=True).encode("utf-8")
+    """The card's QR code as an SVG."""
+    return svg_of(verification_url(card, base_url), scale)

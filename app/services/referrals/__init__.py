@@ -18,8 +18,16 @@ wins (and the unique ``referred_member_id`` makes the database refuse a second);
 same prospect cannot be recorded twice; points come from the ledger only, where an award
 is undone by a reversal entry, never edited, so a balance is always the ledger's sum.
 
+Where it is wired: joining checks a typed code with every other field
+(``check_join_code``) and records the referral with the new member
+(``record_join``); ``members.change_status`` calls ``follow_member_status``
+(active credits, expelled reverses); a rejected application and a deleted
+record (a duplicate, or entered in error) close or reverse theirs; the
+scheduler runs ``expire_sweep``. Staff lists and edits are in ``.staff``,
+figures in ``.stats``, a member's own view in ``.mine``.
+
 Every function flushes and never commits: the view, task or CLI command that calls it
-commits once. Nothing here is wired into joining, approval or the scheduler yet.
+commits once.
 """
 
 from __future__ import annotations
@@ -33,12 +41,13 @@ from flask import current_app
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.database import in_values
 from app.extensions import db
 from app.models import Member, PointsEntry, Referral, ReferralCode
 from app.models.base import utcnow
 from app.models.referrals import CODE_ALPHABET, CODE_LENGTH
 from app.security import authorize
-from app.services import audit
+from app.services import audit, mail, notifications
 from app.services.errors import DuplicateError, ServiceError, ValidationErrors
 from app.services.members import normalize_email, normalize_phone
 
@@ -50,6 +59,12 @@ CODE_ATTEMPTS = 10  # random collisions are rare (31^6 codes); ten in a row mean
 _SEPARATORS = re.compile(r"[\s\-_.]+")
 _CODE_RE = re.compile(f"[{CODE_ALPHABET}]{{{CODE_LENGTH}}}")
 FIELD = "referral_code"
+# Status and source names as people read them (the stored ones are the API's).
+STATUS_LABELS = {"pending": "Invited", "registered": "Joined", "credited": "Credited", "expired": "Expired",
+                 "rejected": "Rejected"}
+SOURCE_LABELS = {"link": "Join link", "code": "Code typed", "prospect": "Invited in the portal"}
+INVITE_MAIL = "referrals.invite"
+CREDIT_NOTICE = "referral.credited"
 
 
 # --- codes -----------------------------------------------------------------------------
@@ -130,6 +145,22 @@ def check_code(raw: str | None) -> tuple[str, Member]:
         raise ServiceError(f"There is no referral code {code}. Check it, or join without one.", field=FIELD)
     if referrer.is_deleted or referrer.status not in REFERRER_STATUSES:
         raise ServiceError(f"The referral code {code} is no longer valid. You can join without one.", field=FIELD)
+    return code, referrer
+
+
+def check_join_code(raw: str | None, *, national_id: str | None = None, phone: str | None = None,
+                    email: str | None = None) -> tuple[str, Member] | None:
+    """The join form's check of a typed code, before anyone is created; None when no code was typed.
+
+    The same messages as ``check_code``, and a code of someone with the
+    joiner's own national ID, phone or email is refused as self-referral.
+    """
+    if normalise_code(raw) is None:
+        return None
+    code, referrer = check_code(raw)
+    why = _same_person(referrer, national_id=national_id, phone=phone, email=email)
+    if why:
+        raise ServiceError(why, field=FIELD)
     return code, referrer
 
 
@@ -242,18 +273,19 @@ def record_join(new_member: Member, code: str | None, *, source: str = "code",
     return winner
 
 
-def record_prospect(referrer: Member, name: str | None, phone: str | None, email: str | None, *,
-                    now: datetime | None = None) -> Referral:
-    """A member records someone they invited (name, and phone or email): a pending referral.
+def check_prospect(referrer: Member, name: Any, phone: Any, email: Any, *,
+                   excluding: Referral | None = None) -> tuple[str, str | None, str | None]:
+    """The invitation's clean (name, phone, email), or why it cannot be recorded.
 
     Every problem with the input is reported at once (``ValidationErrors``),
     as forms show them. Refused: a referrer who is not an active member, the
     referrer's own contact details, someone already registered with that phone
     or email (they need no invitation), and a person already invited and
     still pending (by this member or another: the first invitation counts).
+    ``excluding`` is the invitation being corrected, which must not clash with itself.
     """
     errors: dict[str, str] = {}
-    name = (name or "").strip()
+    name = str(name or "").strip()
     if not name:
         errors["name"] = "Enter the person's name."
     elif len(name) > 160:
@@ -284,18 +316,57 @@ def record_prospect(referrer: Member, name: str | None, phone: str | None, email
     if db.session.scalar(select(Member.id).where(Member.deleted_at.is_(None), or_(*member_terms)).limit(1)):
         raise DuplicateError("Someone with this phone number or email address is already registered.",
                              field="phone" if clean_phone else "email")
-    earlier = db.session.scalar(
-        select(Referral).where(Referral.status == "pending", Referral.referred_member_id.is_(None),
-                               _contact_clause(clean_phone, clean_email)).order_by(Referral.id).limit(1))
+    pending = select(Referral).where(Referral.status == "pending", Referral.referred_member_id.is_(None),
+                                     _contact_clause(clean_phone, clean_email))
+    if excluding is not None:
+        pending = pending.where(Referral.id != excluding.id)
+    earlier = db.session.scalar(pending.order_by(Referral.id).limit(1))
     if earlier is not None:
         message = ("You have already recorded this person." if earlier.referrer_id == referrer.id
                    else "Another member has already invited this person.")
         raise DuplicateError(message, field="phone" if clean_phone else "email", existing_id=earlier.id)
+    return name, clean_phone, clean_email
+
+
+def record_prospect(referrer: Member, name: Any, phone: Any, email: Any, *,
+                    now: datetime | None = None) -> Referral:
+    """A member records someone they invited (name, and phone or email): a pending referral.
+
+    Checked by ``check_prospect``; at most REFERRAL_PROSPECTS_PER_DAY a day
+    per member (429), so the invitation mail cannot be turned into a way of
+    mailing strangers in bulk. With an email address, the invitation is
+    mailed through the queue after the caller commits.
+    """
+    name, clean_phone, clean_email = check_prospect(referrer, name, phone, email)
+    now = now or utcnow()
+    cap = int(current_app.config.get("REFERRAL_PROSPECTS_PER_DAY", 20))
+    today = db.session.scalar(select(func.count()).select_from(Referral).where(
+        Referral.referrer_id == referrer.id, Referral.source == "prospect",
+        Referral.created_at >= now - timedelta(days=1))) or 0
+    if today >= cap:
+        raise ServiceError(f"You can record at most {cap} people a day; please try again tomorrow.", status=429)
     referral = Referral(referrer_id=referrer.id, prospect_name=name, prospect_phone=clean_phone,
-                        prospect_email=clean_email, source="prospect", status="pending", created_at=now or utcnow())
+                        prospect_email=clean_email, source="prospect", status="pending", created_at=now)
     db.session.add(referral)
     db.session.flush()
+    if clean_email:
+        send_invitation(referral)
     return referral
+
+
+def join_link(code: str) -> str:
+    """The join link for a code, on MUSTER_PUBLIC_URL (never the Host header): shared, printed and mailed."""
+    return mail.link_to("portal.join", ref=code)
+
+
+def send_invitation(referral: Referral) -> None:
+    """Mail the invited person the referrer's join link (delivered by the queue after the commit, once)."""
+    code = code_for(referral.referrer)
+    mail.send_mail(INVITE_MAIL, referral.prospect_email,
+                   {"name": referral.prospect_name, "referrer_first_name": referral.referrer.first_name,
+                    "link": join_link(code), "code": code,
+                    "days": int(current_app.config.get("REFERRAL_EXPIRY_DAYS", 60))},
+                   key=f"{INVITE_MAIL}:{referral.id}:{referral.prospect_email}")
 
 
 # --- the referred member's fate ----------------------------------------------------------
@@ -322,6 +393,8 @@ def on_member_activated(member: Member, *, now: datetime | None = None) -> Refer
                                kind="award", reason=f"Referred {member.full_name}, now an active member.",
                                created_at=now))
     db.session.flush()
+    notifications.notify(referral.referrer, CREDIT_NOTICE, f"{points} points: {member.first_name} is now a member",
+                         f"{member.full_name}, whom you referred, is now an active member.", "/referrals")
     return referral
 
 
@@ -354,6 +427,9 @@ def _reverse(actor: Any, referral: Referral, reason: str, now: datetime | None) 
             db.session.flush()
     except IntegrityError:
         raise ServiceError("This credit has already been reversed.", status=409) from None
+    if entry is not None:
+        notifications.notify(referral.referrer, CREDIT_NOTICE, f"{-entry.points} points taken back",
+                             f"The credit for a referral was reversed: {reason}", "/referrals")
     return entry
 
 
@@ -383,6 +459,43 @@ def on_member_expelled(member: Member, *, actor: Any = None, now: datetime | Non
     if referral is None or referral.status != "credited":
         return None
     return _reverse(actor, referral, f"{member.full_name} was expelled.", now)
+
+
+def on_member_deleted(member: Member, *, actor: Any = None, now: datetime | None = None) -> Referral | None:
+    """The referred member's record was deleted (a duplicate, or entered in error): no credit stands.
+
+    An open referral is rejected; a credited one is reversed in the ledger.
+    Restoring the record later does not pay again: the reversal is history.
+    """
+    referral = _referral_of(member)
+    if referral is None:
+        return None
+    reason = f"{member.full_name}'s record was removed (a duplicate or entered in error)."
+    if referral.status == "credited":
+        _reverse(actor, referral, reason, now)
+        return referral
+    return on_member_rejected(member, reason, now=now)
+
+
+def follow_member_statuses(statuses: dict[int, str]) -> None:
+    """``follow_member_status`` for many members at once (imports): one query finds the few referred ones."""
+    ids = [member_id for member_id, new in statuses.items() if new in ("active", "expelled")]
+    if not ids:
+        return
+    referred = db.session.scalars(select(Member).join(Referral, Referral.referred_member_id == Member.id)
+                                  .where(in_values(Referral.referred_member_id, ids)))
+    for member in referred:
+        follow_member_status(member, None, statuses[member.id])
+
+
+def follow_member_status(member: Member, old: str | None, new: str) -> None:
+    """Called by ``members.change_status``: becoming active credits the referral, expulsion reverses it."""
+    if new == old:
+        return
+    if new == "active":
+        on_member_activated(member)
+    elif new == "expelled":
+        on_member_expelled(member)
 
 
 # --- figures and the clock ---------------------------------------------------------------
