@@ -281,7 +281,9 @@ RULES: dict[type, Rule] = {
         lambda m: [m.unit],
         own=lambda user, m, _perm: _member_of(user) is m,
         own_clause=lambda user, _perm: Member.id == (getattr(_member_of(user), "id", None) or 0),
-        own_permissions=frozenset({"profile.read_own", "profile.update_own"}),
+        # The member's own record is also where they read their referrals and record invitations.
+        own_permissions=frozenset({"profile.read_own", "profile.update_own", "referrals.read_own",
+                                   "referrals.create"}),
     ),
     MembershipCard: Rule(
         "cards.read",

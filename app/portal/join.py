@@ -33,6 +33,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     EmailField,
+    HiddenField,
     PasswordField,
     StringField,
     TelField,
@@ -43,7 +44,7 @@ from wtforms.validators import EqualTo
 from app.extensions import db, limiter
 from app.models import Unit
 from app.portal.blueprint import bp
-from app.services import joining, links
+from app.services import joining, links, referrals
 from app.services.errors import ServiceError, ValidationErrors
 from app.services.inputs import parse_id
 
@@ -58,6 +59,8 @@ class JoinForm(FlaskForm):
     address = TextAreaField("Address")
     password = PasswordField("Password")
     confirm = PasswordField("Password again", validators=[EqualTo("password", message="The two passwords differ.")])
+    referral_code = StringField("Referral code (optional)")
+    referral_link = HiddenField()  # the code the join link carried: the source is "link" while it is unchanged
     consent = BooleanField("I have read the privacy notice and agree to it.")
     website = StringField("Leave this field empty")  # the honeypot: hidden from people, filled by bots
 
@@ -91,9 +94,9 @@ def _picker(chain: list[Unit]) -> list[dict[str, Any]]:
 
 
 def _render(form: JoinForm, chain: list[Unit], *, unit_error: str | None = None, problem: str | None = None,
-            status: int = 200):
+            link_notice: str | None = None, status: int = 200):
     return render_template("portal/join.html", form=form, selects=_picker(chain), unit_error=unit_error,
-                           problem=problem, ward=joining.ward_label(),
+                           problem=problem, link_notice=link_notice, ward=joining.ward_label(),
                            notice_version=current_app.config["PRIVACY_NOTICE_VERSION"]), status
 
 
@@ -118,7 +121,7 @@ def join():
     form = JoinForm()
     chain = _picked(request.form if request.method == "POST" else request.args)
     if request.method == "GET":
-        return _render(form, chain)
+        return _render(form, chain, link_notice=_from_link(form, request.args.get("ref")))
     # (CSRFProtect has checked the token before this view runs.)
     if (form.website.data or "").strip():
         return redirect(url_for("portal.join_done"))  # a bot: the same answer as a real join, nothing made
@@ -127,7 +130,8 @@ def join():
     form.validate()
     data = {name: form[name].data for name in joining.MEMBER_FIELDS}
     data.update(unit_id=chain[-1].id if chain else None, password=form.password.data or "",
-                consent=bool(form.consent.data))
+                consent=bool(form.consent.data), referral_code=form.referral_code.data,
+                referral_source=_source(form))
     try:
         if form.errors:
             joining.check_application(data)  # its messages too, so one submit shows every one
@@ -142,6 +146,31 @@ def join():
         db.session.rollback()
         return _render(form, chain, problem=exc.message, status=409)
     return _render(form, chain, status=422)
+
+
+def _from_link(form: JoinForm, ref: str | None) -> str | None:
+    """Fill the code a join link (``/join?ref=CODE``) carries; a code that cannot be used is said, not kept.
+
+    Nothing about the code's holder is shown: the link may be passed on to anyone.
+    """
+    if not (ref or "").strip():
+        return None
+    try:
+        code, _referrer = referrals.check_code(ref[:40])
+    except ServiceError as exc:
+        return f"{exc.message}"
+    form.referral_code.data = form.referral_link.data = code
+    return None
+
+
+def _source(form: JoinForm) -> str:
+    """"link" while the code is the one the join link carried, else "code" (typed, or changed)."""
+    try:
+        typed = referrals.normalise_code(form.referral_code.data)
+        carried = referrals.normalise_code(form.referral_link.data)
+    except ServiceError:
+        return "code"
+    return "link" if typed is not None and typed == carried else "code"
 
 
 @bp.route("/join/units")

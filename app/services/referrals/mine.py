@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from app.database import write_aside
 from app.extensions import db
-from app.models import Member, Referral
+from app.models import Member, Referral, ReferralCode
 from app.services import self_service
 from app.services.card_pdf.qr import png_of, svg_of
 from app.services.errors import NotFound
@@ -41,6 +42,16 @@ class Summary:
         return self.code is not None
 
 
+def shared_code(member: Member) -> str:
+    """The member's code, created on first use even in a reading request (``write_aside``: its own short commit)."""
+    existing = db.session.get(ReferralCode, member.id)
+    if existing is not None:
+        return existing.code
+    with write_aside():
+        code = code_for(member)
+    return code
+
+
 def me(actor: Any, permission: str = READ) -> Member:
     """The actor's own member record, for their referrals (404 without one, 403 without the right)."""
     return self_service.own_member(actor, permission)
@@ -54,7 +65,7 @@ def summary(actor: Any) -> Summary:
     """
     member = me(actor)
     active = member.status in REFERRER_STATUSES
-    code = code_for(member) if active else None
+    code = shared_code(member) if active else None
     points = balance(member)
     counts = dict(db.session.execute(select(Referral.status, func.count()).where(
         Referral.referrer_id == member.id).group_by(Referral.status)).all())
@@ -83,5 +94,5 @@ def link_qr(actor: Any, fmt: str = "png") -> bytes:
     member = me(actor)
     if member.status not in REFERRER_STATUSES:
         raise NotFound("Only active members have a join link to share.")
-    link = join_link(code_for(member))
+    link = join_link(shared_code(member))
     return svg_of(link, scale=4) if fmt == "svg" else png_of(link, box_size=10)
