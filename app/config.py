@@ -225,7 +225,7 @@ class Config:
         self.CARD_GRACE_DAYS = int(os.environ.get("MUSTER_GRACE_DAYS", "30"))
         # Registrations of an event still "registered" this long after its end become no-shows.
         self.NO_SHOW_AFTER_HOURS = float(os.environ.get("MUSTER_NO_SHOW_AFTER_HOURS", "2"))
-        # Referrals (issue 13, app/services/referrals.py): points a referrer earns when the person they
+        # Referrals (issue 13, app/services/referrals/): points a referrer earns when the person they
         # brought becomes active, and days a recorded referral may stay pending before the sweep expires it.
         self.REFERRAL_POINTS = int(os.environ.get("MUSTER_REFERRAL_POINTS", "10"))
         self.REFERRAL_EXPIRY_DAYS = int(os.environ.get("MUSTER_REFERRAL_EXPIRY_DAYS", "60"))

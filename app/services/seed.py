@@ -2,7 +2,7 @@
 
 Geography, members, the demo logins, events (past ones with registrations and
 door check-ins, upcoming ones with registrations, some full with a waiting
-list) and cards for most active members.
+list), cards for most active members, and referrals with their points.
 
 Idempotent: each part is created only when its table is empty (units,
 members, events, cards; logins by email), so running it again (as
@@ -22,10 +22,11 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Event, Member, MembershipCard, Unit, User
+from app.models import Event, Member, MembershipCard, Referral, Unit, User
 from app.models.base import utcnow
 from app.services import cards, events, geo, members, rbac
 from app.services.auth import hash_password
+from app.services.errors import ServiceError
 
 DEMO_PASSWORD = "demo-password"
 
@@ -204,6 +205,50 @@ def _cards(portal_member: Member | None, rng: random.Random) -> None:
         cards.reissue_card(None, card, "Reported lost")
 
 
+def _referrals(rng: random.Random, now: datetime) -> None:
+    """Who brought whom over the last twelve weeks: credits, joins awaiting approval, invitations, expiries.
+
+    Only when there are no referrals yet; through the referral service, so
+    the ledger, the statuses and the notifications are what real use leaves.
+    """
+    from app.services import referrals
+
+    if db.session.scalar(select(func.count()).select_from(Referral)):
+        return
+    people = list(db.session.scalars(select(Member).where(Member.deleted_at.is_(None)).order_by(Member.id)))
+    active = [m for m in people if m.status == "active"]
+    if len(active) < 10:
+        return
+    recruiters = rng.sample(active, max(3, len(active) // 12))
+    pool = [m for m in people if m.status in ("active", "pending")]
+    rng.shuffle(pool)
+    taken = {m.id for m in recruiters}
+    for n, recruiter in enumerate(recruiters):
+        code = referrals.code_for(recruiter)
+        for _ in range(min(len(pool), int(rng.paretovariate(1.6)))):
+            friend = pool.pop()
+            if friend.id in taken:
+                continue
+            taken.add(friend.id)
+            when = now - timedelta(days=rng.uniform(1, 84))
+            try:
+                with db.session.begin_nested():
+                    referrals.record_join(friend, code, source=rng.choice(("link", "code")), now=when)
+                    referrals.on_member_activated(friend, now=when + timedelta(days=rng.uniform(0.5, 5)))
+            except ServiceError:
+                continue
+        if n % 3 == 0:  # an invitation by phone: still open, or expired when older than the expiry period
+            days_ago = rng.uniform(1, 90)
+            phone = f"+26095{rng.randrange(10**7):07d}"
+            try:
+                with db.session.begin_nested():
+                    referrals.record_prospect(recruiter, f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+                                              phone, None, now=now - timedelta(days=days_ago))
+            except ServiceError:
+                continue
+    referrals.expire_sweep(now)
+
+
 def _user(email: str, role: str, unit: Unit | None = None, member: Member | None = None) -> User:
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None:
@@ -234,6 +279,7 @@ def seed_demo(member_count: int = 2000, seed: int = 20261120) -> dict:
     portal_member = portal_login.member if portal_login is not None else None
     _events(wards, portal_member, random.Random(seed + 1))
     _cards(portal_member, random.Random(seed + 2))
+    _referrals(random.Random(seed + 3), utcnow())
     db.session.flush()
     return {
         "password": DEMO_PASSWORD,
@@ -242,4 +288,5 @@ def seed_demo(member_count: int = 2000, seed: int = 20261120) -> dict:
         "members": db.session.scalar(select(func.count()).select_from(Member)),
         "events": db.session.scalar(select(func.count()).select_from(Event)),
         "cards": db.session.scalar(select(func.count()).select_from(MembershipCard)),
+        "referrals": db.session.scalar(select(func.count()).select_from(Referral)),
     }

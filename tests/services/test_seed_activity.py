@@ -16,6 +16,8 @@ from app.models import (
     EventRegistration,
     Member,
     MembershipCard,
+    PointsEntry,
+    Referral,
     Unit,
     User,
 )
@@ -31,7 +33,7 @@ def count(model, *where) -> int:
 def counts() -> dict[str, int]:
     tables = {"units": Unit, "members": Member, "users": User, "events": Event, "registrations": EventRegistration,
               "checkins": EventCheckin, "cards": MembershipCard, "card_transactions": CardTransaction,
-              "audit": AuditEntry}
+              "audit": AuditEntry, "referrals": Referral, "points_entries": PointsEntry}
     out = {name: count(model) for name, model in tables.items()}
     out.update({f"reg_{status}": count(EventRegistration, EventRegistration.status == status)
                 for status in ("registered", "waitlisted", "attended", "no_show", "cancelled")})
@@ -84,6 +86,13 @@ def test_seeding_creates_events_registrations_attendance_and_cards(runner, ctx):
     assert count(MembershipCard, MembershipCard.status == "revoked") == 2  # two reported lost and reissued
     assert cards.verify_token(cards.card_token(current[0])).status == "valid"
     assert f"{len(current) + 2} cards" in output
+
+    # Referrals: credits only for active members, each with its award; a balance is the ledger's sum.
+    credited = list(db.session.scalars(select(Referral).where(Referral.status == "credited")))
+    assert credited and all(r.referred_member.status == "active" for r in credited)
+    assert count(PointsEntry) == len(credited)
+    statuses = {r.status for r in db.session.scalars(select(Referral))}
+    assert "credited" in statuses and statuses & {"pending", "registered", "expired"}
 
 
 def test_the_portal_member_has_a_card_and_events(runner, ctx, client):
