@@ -231,6 +231,9 @@ class Config:
         self.REFERRAL_EXPIRY_DAYS = int(os.environ.get("MUSTER_REFERRAL_EXPIRY_DAYS", "60"))
         # How many prospects one member may record (and invite by mail) in a day: a cap on invitation spam.
         self.REFERRAL_PROSPECTS_PER_DAY = int(os.environ.get("MUSTER_REFERRAL_PROSPECTS_PER_DAY", "20"))
+        # Checks of a referral code by anyone (GET /api/v1/referrals/code/<code>), per address: plenty for
+        # people typing one, far too slow to walk the codes.
+        self.REFERRAL_CODE_RATE_LIMIT = os.environ.get("MUSTER_REFERRAL_CODE_RATE_LIMIT", "30 per minute")
         # Outgoing mail (issue #10, app/services/mail/): Flask-Mailman's settings. With no
         # MAIL_SERVER every message is written as an .eml file under MAIL_FILE_PATH instead.
         self.MAIL_SERVER = os.environ.get("MAIL_SERVER", "").strip() or "localhost"

@@ -52,7 +52,7 @@ def _numeric(arg: str) -> bool:
 
 
 # Values for path placeholders that are not ids.
-NON_ID_SEGMENTS = {"fmt": "xlsx", "op": "suspend", "export_type": "csv", "name": "out.txt"}
+NON_ID_SEGMENTS = {"fmt": "xlsx", "op": "suspend", "export_type": "csv", "name": "out.txt", "code": "ABCDEF"}
 ID_CONVERTERS = ("IntegerConverter", "IdConverter")
 PRINCIPALS = {"super": "super@test.org", "coordinator": "coord@test.org"}
 _PLACEHOLDER = re.compile(r"<(?:([a-zA-Z_]+)(?:\([^)]*\))?:)?([a-zA-Z_]+)>")
@@ -95,6 +95,12 @@ def _notification(member) -> int:
     from app.services import notifications
 
     return notifications.notify(member, "card.issued", "Probe").id
+
+
+def _referral(member) -> int:
+    from app.services import referrals
+
+    return referrals.record_prospect(member, "Probe Person", "0977999111", None).id
 
 
 @jobs.handler("bad_ids.noop")
@@ -140,6 +146,8 @@ def world(app, tree, staff, make_user, make_member, monkeypatch):
         "notification_id": _notification(member),
         # a member's profile change and erasure requests (the console's request queues)
         **_member_requests(member),
+        # a referral made by that member (issue 13): console and API referral pages
+        "referral_id": _referral(member),
     }
     monkeypatch.setattr(app, "request_class", _RecordingRequest)
     # Errors answer 500 as in production instead of reaching the test as exceptions.

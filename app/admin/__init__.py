@@ -19,6 +19,7 @@ def init_admin(app: Flask) -> Admin:
     from app.admin import mail
     from app.admin import approvals
     from app.admin import change_requests
+    from app.admin import referral_stats, referrals
     from app.admin import scheduler
 
     admin = Admin(
@@ -30,6 +31,8 @@ def init_admin(app: Flask) -> Admin:
     members.register(admin)
     approvals.register(admin)  # Pending approvals (issue 11: joining through the portal)
     change_requests.register(admin)  # Requests: profile changes and erasure (issue 11: the portal's profile)
+    referrals.register(admin)  # Referrals: the scoped list, revoke/withdraw, export (issue 13)
+    referral_stats.register(admin)  # Referrals > Statistics: funnel, leaderboards, per week (issue 13)
     cards.register(admin)
     imports.register(admin)
     events.register(admin)

@@ -66,6 +66,8 @@ TAGS = {tag.name: tag for tag in (
     Tag(name="units", description="The geography tree."),
     Tag(name="events", description="Events, registrations, attendance and door check-in."),
     Tag(name="cards", description="Membership cards: issue, lifecycle, QR code, PDF and public verification."),
+    Tag(name="referrals", description="Referrals: who brought whom, codes and join links, the points ledger, "
+                                      "leaderboards and the funnel."),
     Tag(name="me", description="Self-service: the signed-in member's own profile, card and events."),
     Tag(name="jobs", description="Long work (imports, card printing) running in the background: progress, "
                                  "result and files."),

@@ -270,10 +270,10 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def check_size(fmt: str, rows: int) -> None:
+def check_size(fmt: str, rows: int, *, noun: str = "members") -> None:
     """An XLSX file is one sheet: more rows than it holds is a ``ServiceError`` on ``format``."""
     if fmt == "xlsx" and rows > XLSX_MAX_ROWS:
-        raise ServiceError(f"{rows:,} members do not fit in one Excel sheet ({XLSX_MAX_ROWS:,} at most): "
+        raise ServiceError(f"{rows:,} {noun} do not fit in one Excel sheet ({XLSX_MAX_ROWS:,} at most): "
                            "export CSV, or narrow the list.", field="format")
 
 

@@ -79,6 +79,9 @@ def test_no_body_can_cause_a_server_error(as_super, api, staff, make_member, tre
                                                      "end_at": "2030-01-01T12:00:00Z", "unit_id": tree["w1"].id,
                                                      "status": "upcoming"}).get_json()["id"]
     ids["card_id"] = as_super.post("/cards", json={"member_id": member.id}).get_json()["id"]
+    from app.services import referrals  # issue 13: an invitation of the member's, to correct, withdraw, revoke
+
+    ids["referral_id"] = referrals.record_prospect(member, "Fuzz Prospect", "0971999999", None).id
     valid_base = {("/members", "post"): {"first_name": "A", "last_name": "B", "unit_id": tree["w1"].id}}
     doc = api.get("/openapi.json").get_json()
     checked = 0

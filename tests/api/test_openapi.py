@@ -90,7 +90,8 @@ def test_operations_have_responses_and_public_ones_are_marked(client):
             assert success, f"{method.upper()} {path} documents no success response"
             public = op.get("security") == []
             assert public == ((path, method) in {("/auth/token", "post"), ("/openapi.json", "get"),
-                                                ("/cards/verify", "post"), ("/", "get")})
+                                                ("/cards/verify", "post"), ("/", "get"),
+                                                ("/referrals/code/{code}", "get")})
             if method in ("post", "put"):
                 (media, body), = op["requestBody"]["content"].items()  # a JSON body, or an upload's form
                 assert media == ("multipart/form-data" if path == "/members/imports" else "application/json")
@@ -208,6 +209,24 @@ def test_every_operation_answers_as_documented(api, as_super, staff, tree, make_
     own = as_super.post("/events", json={"title": "Own", **times, **unit, "status": "upcoming"}).get_json()
     assert mine["client"].post(f"/events/{own['id']}/register").status_code == 201
     call("delete", "/events/{event_id}/register", 200, ids={"event_id": own["id"]}, **mine)
+    # referrals (issue 13): the member invites someone, staff correct and withdraw it; a credit is revoked
+    from app.services import referrals as referral_service
+
+    invited = call("post", "/referrals", 201, json={"name": "Tour Prospect", "phone": "0971888001"}, **mine)
+    refs = {"referral_id": invited["id"], "member_id": member.id, "code": referral_service.code_for(member)}
+    call("get", "/referrals", 200, query_string={"status": "pending", "unit_id": tree["w1"].id})
+    call("get", "/referrals/{referral_id}", 200, ids=refs)
+    call("patch", "/referrals/{referral_id}", 200, ids=refs, json={"name": "Tour Prospect II", "phone": None,
+                                                                    "email": "tour.prospect@example.org"})
+    call("delete", "/referrals/{referral_id}", 200, ids=refs, json={"reason": "tour"})
+    brought = make_member(tree["w1"], status="pending")
+    credited = referral_service.record_join(brought, refs["code"])
+    assert as_super.post(f"/members/{brought.id}/approve").status_code == 200  # active: the credit is earned
+    call("post", "/referrals/{referral_id}/revoke", 200, ids={"referral_id": credited.id}, json={"reason": "tour"})
+    call("get", "/members/{member_id}/referrals", 200, ids=refs)
+    call("get", "/referrals/stats", 200, query_string={"unit_id": tree["c1"].id, "level": 3, "limit": 5})
+    call("get", "/referrals/code/{code}", 200, ids=refs, client=api)  # public: no token
+    call("get", "/me/referrals", 200, **mine)
     token_of_card = cards.card_token(cards.current_card(member))
     called.add(("post", "/cards/verify"))
     assert api.post("/cards/verify", json={"token": token_of_card}).get_json()["status"] == "valid"

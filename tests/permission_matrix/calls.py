@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Job, Member, User
+from app.models import Job, Member, Referral, User
 from app.services import imports as import_service
 from app.services import jobs
 from tests.conftest import PASSWORD, csrf_token_from, login
@@ -68,6 +68,23 @@ def add_notifications(world, principal: str) -> None:
         member = user.member if user is not None and user.member is not None else \
             db.session.get(Member, world[side]["member"])
         world[side]["my_notification"] = notifications.notify(member, "card.issued", "Matrix").id
+    db.session.commit()
+
+
+def add_invitations(world, principal: str) -> None:
+    """A pending invitation of the principal's own member record ({my_invitation}); another member's without one."""
+    from app.services import referrals
+
+    user = db.session.scalar(select(User).where(User.email == PRINCIPALS[principal].email)) \
+        if PRINCIPALS[principal].email else None
+    for side in world:
+        member = user.member if user is not None and user.member is not None else \
+            db.session.get(Member, world[side]["member"])
+        existing = db.session.scalar(select(Referral.id).where(Referral.referrer_id == member.id,
+                                                               Referral.prospect_name == "Matrix invitation",
+                                                               Referral.status == "pending"))
+        world[side]["my_invitation"] = existing or referrals.record_prospect(
+            member, "Matrix invitation", f"+26097{member.id:07d}", None).id
     db.session.commit()
 
 

@@ -35,6 +35,7 @@ from app.services import events as event_service
 from app.services import geo, rbac
 from app.services import mail as mail_service
 from app.services import members as member_service
+from app.services import referrals as referral_service
 from app.services import storage
 from app.services.auth import hash_password
 from tests.conftest import PASSWORD, wipe_tables
@@ -82,6 +83,29 @@ def _requests(member) -> dict[str, int]:
     db.session.add_all([change, erasure])
     db.session.flush()
     return {"change_request": change.id, "erasure_request": erasure.id}
+
+
+# Phone numbers per side: of the pending invitation in the world ({referral}) and of the one a row records.
+REFERRAL_PHONES = {"in": ("+260971200001", "+260971300001"), "near": ("+260971200002", "+260971300002"),
+                   "out": ("+260971200003", "+260971300003")}
+
+
+def _referrals(make: _Builder, member, side: str) -> dict[str, Any]:
+    """Referrals of the side's member (so they live in the side's ward), made as joining and approval make them.
+
+    ``{referral}``: a pending invitation (it can be read, corrected and withdrawn); ``{credited_referral}``:
+    someone who joined with the member's code and was approved, so the member earned points (it can be
+    revoked); ``{referral_code}``: the member's code; ``{invite_phone}``: a number nobody was invited with yet.
+    """
+    code = referral_service.code_for(member)
+    invited, fresh = REFERRAL_PHONES[side]
+    pending = referral_service.record_prospect(member, f"Prospect {side}", invited, None)
+    make.n += 1
+    newcomer = member_service.create_member(None, {"first_name": f"First{make.n}", "last_name": f"Last{make.n}",
+                                                   "unit_id": member.unit_id, "status": "pending"})
+    credited = referral_service.record_join(newcomer, code)
+    member_service.change_status(None, newcomer, "active", "Approved")
+    return {"referral": pending.id, "credited_referral": credited.id, "referral_code": code, "invite_phone": fresh}
 
 
 def _build() -> dict[str, Any]:
@@ -133,6 +157,8 @@ def _build() -> dict[str, Any]:
             "mail": message.id,
             # A pending change request and erasure request of the side's member (issue 11: the profile).
             **_requests(member),
+            # Referrals of the side's member (issue 13): {referral}, {credited_referral}, {referral_code}.
+            **_referrals(make, member, side),
             "role": matrix_role.id, "member_role": roles["member"], "coord_role": roles["ward_coordinator"],
             "csv_file": Upload("members.csv", CSV.read_bytes()), "pdf_file": Upload("minutes.pdf", PDF),
         }

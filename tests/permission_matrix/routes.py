@@ -70,6 +70,11 @@ def _mapping_form(values: dict[str, Any]) -> dict[str, Any]:
     return {**values["mapping_form"], "default_unit": "", "date_order": "DMY", "default_status": "pending"}
 
 
+def _invitation(values: dict[str, Any]) -> dict[str, Any]:
+    """Staff record an invitation for the side's member (a number nobody was invited with: invite_phone)."""
+    return {"name": "Matrix invitee", "phone": values["invite_phone"], "referrer_id": values["member"]}
+
+
 MEMBER_FORM = {"first_name": "Matrix", "last_name": "Person", "unit": "{unit}"}
 EVENT_FORM = {"title": "Matrix event {tag}", "event_type": "meeting", "unit": "{unit}", "checkin_rule": "once",
               "start_at": "2031-01-01T10:00", "end_at": "2031-01-01T12:00"}
@@ -310,6 +315,36 @@ ROWS = [
     Row("api.card_pdf_file", "GET", "/api/v1/cards/{card}/pdf", "cards.read", "card"),
     Row("api.member_card", "GET", "/api/v1/members/{member}/card", "cards.read", "member"),
     Row("api.renew_member_card", "POST", "/api/v1/members/{member}/card/renew", "cards.update", "member"),
+    # referrals (issue 13): a referral lives where its referrer belongs; revoking and withdrawing need
+    # referrals.update over it, exporting members.export as well as reading
+    Row("referrals.index", "GET", "/admin/referrals/", "referrals.read"),
+    Row("referrals.export", "GET", "/admin/referrals/export?format=csv", "members.export"),
+    Row("referrals.details", "GET", "/admin/referrals/{referral}", "referrals.read", "referral"),
+    Row("referrals.revoke", "GET", "/admin/referrals/{credited_referral}/revoke", "referrals.update",
+        "credited_referral"),
+    Row("referrals.revoke", "POST", "/admin/referrals/{credited_referral}/revoke", "referrals.update",
+        "credited_referral", {"reason": "matrix"}, form=True),
+    Row("referrals.withdraw", "GET", "/admin/referrals/{referral}/withdraw", "referrals.update", "referral"),
+    Row("referrals.withdraw", "POST", "/admin/referrals/{referral}/withdraw", "referrals.update", "referral",
+        {"reason": "matrix"}, form=True),
+    Row("referral_stats.index", "GET", "/admin/referrals/statistics/?unit_id={unit}", "referrals.read", "unit"),
+    # --- API: referrals (issue 13): a referral lives where its referrer belongs; {referral} is a pending
+    # invitation of the side's member, {credited_referral} a referral of theirs that earned points
+    Row("api.list_referrals", "GET", "/api/v1/referrals?unit_id={unit}", "referrals.read", "unit"),
+    Row("api.create_referral", "POST", "/api/v1/referrals", "referrals.update", "member", _invitation,
+        reads="referrals.read", in_body=True),
+    Row("api.get_referral", "GET", "/api/v1/referrals/{referral}", "referrals.read", "referral"),
+    Row("api.update_referral", "PATCH", "/api/v1/referrals/{referral}", "referrals.update", "referral",
+        {"name": "Matrix corrected"}),
+    Row("api.withdraw_referral", "DELETE", "/api/v1/referrals/{referral}?reason=matrix", "referrals.update",
+        "referral"),
+    Row("api.revoke_referral", "POST", "/api/v1/referrals/{credited_referral}/revoke", "referrals.update",
+        "credited_referral", {"reason": "matrix"}),
+    Row("api.member_referrals", "GET", "/api/v1/members/{member}/referrals", "referrals.read", "member"),
+    Row("api.referral_stats", "GET", "/api/v1/referrals/stats?unit_id={unit}", "referrals.read", "unit"),
+    # public: the join form and the phone app check a code before anyone signs in (rate limited)
+    Row("api.check_referral_code", "GET", "/api/v1/referrals/code/{referral_code}", "public"),
+    Row("api.my_referrals", "GET", "/api/v1/me/referrals", "referrals.read_own", own=True),
     # --- API: self-service (the caller's own record; events open to them as a member)
     Row("api.get_me", "GET", "/api/v1/me", "profile.read_own", own=True),
     Row("api.update_me", "PATCH", "/api/v1/me", "profile.update_own", body={"address": "Matrix street"}, own=True),
@@ -320,6 +355,15 @@ ROWS = [
     Row("api.cancel_my_registration", "DELETE", "/api/v1/events/{event}/register", "events.register", "event",
         own=True),
     # --- the member portal (self-service pages; "/" is a landing page for anyone)
+    # referrals (issue 13): the member's own code, link and invitations
+    Row("portal.referrals", "GET", "/referrals", "referrals.read_own", own=True),
+    Row("portal.referrals", "POST", "/referrals", "referrals.create",
+        body={"name": "Matrix Friend", "phone": "{invite_phone}"}, own=True),
+    Row("portal.referral_qr_png", "GET", "/referrals/qr.png", "referrals.read_own", own=True),
+    Row("portal.referral_qr_svg", "GET", "/referrals/qr.svg", "referrals.read_own", own=True),
+    Row("portal.referral_print", "GET", "/referrals/print", "referrals.read_own", own=True),
+    # {my_invitation}: a pending invitation of the caller's own member record (calls.add_invitations)
+    Row("portal.referral_withdraw", "POST", "/referrals/{my_invitation}/withdraw", "referrals.create", own=True),
     Row("portal.home", "GET", "/", "public"),
     Row("portal.card", "GET", "/card", "cards.read_own", own=True),
     Row("portal.card_qr", "GET", "/card/qr.png", "cards.read_own", own=True),

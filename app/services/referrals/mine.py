@@ -78,6 +78,8 @@ def referrals_page(actor: Any, *, offset: int = 0, limit: int = 20) -> tuple[lis
     member = me(actor)
     where = Referral.referrer_id == member.id
     total = db.session.scalar(select(func.count()).select_from(Referral).where(where)) or 0
+    if offset >= total:  # past the end there is nothing to fetch (and an offset beyond 64 bits fails in SQL)
+        return [], int(total)
     rows = list(db.session.scalars(select(Referral).where(where)
                                    .order_by(Referral.created_at.desc(), Referral.id.desc())
                                    .offset(offset).limit(limit)))

@@ -117,7 +117,8 @@ def list_clauses(actor: Any, filters: Filters) -> list[ColumnElement[bool]]:
     the right ``Forbidden`` (``stats.area``); a search matches the referrer's
     or the referred member's name, number, phone or email, or the prospect's name.
     """
-    clauses: list[ColumnElement[bool]] = []
+    # Referrals of a deleted record (a duplicate, entered in error) are left out, as the figures leave them out.
+    clauses: list[ColumnElement[bool]] = [Referral.referrer_id.in_(select(Member.id).where(Member.deleted_at.is_(None)))]
     scope = scope_filter(actor, READ, Referral) if actor is not None else None
     if scope is not None:
         clauses.append(scope)
@@ -158,6 +159,8 @@ def query(actor: Any, filters: Filters) -> Select:
 def page(actor: Any, filters: Filters, *, offset: int = 0, limit: int = 50) -> tuple[list[Referral], int]:
     """One page of the list and how many match in all."""
     total = db.session.scalar(select(func.count()).select_from(Referral).where(*list_clauses(actor, filters))) or 0
+    if offset >= total:  # past the end there is nothing to fetch (and an offset beyond 64 bits fails in SQL)
+        return [], int(total)
     rows = list(db.session.scalars(query(actor, filters).offset(offset).limit(limit)))
     return rows, int(total)
 
@@ -206,6 +209,7 @@ def withdraw(actor: Any, referral: Referral, reason: str | None) -> Referral:
 
 def revoke(actor: Any, referral: Referral, reason: str | None) -> Referral:
     """Revoke a credit (``reverse_credit``: referrals.update, a reason, a reversal entry, audited)."""
+    authorize(actor, UPDATE, referral, message="You may not revoke referral credit here.")  # 403 before 409
     if referral.status != "credited":
         raise ServiceError("Only a credited referral can have its credit revoked.", status=409)
     if reason and len(reason.strip()) > 500:
@@ -285,7 +289,7 @@ def export(actor: Any, filters: Filters, fmt: str = "csv", *, source: str = "con
     fmt = exports.check_format(fmt)
     clauses = list_clauses(actor, filters)
     rows = db.session.scalar(select(func.count()).select_from(Referral).where(*clauses)) or 0
-    exports.check_size(fmt, rows)
+    exports.check_size(fmt, rows, noun="referrals")
     shown = ", ".join(f"{k}={v}" for k, v in filters.described().items()) or "no filter"
     with write_aside():
         audit.record(actor, "referrals.export", None, unit_id=filters.unit_id,
