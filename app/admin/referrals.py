@@ -27,6 +27,7 @@ from typing import Any
 
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import TextAreaField
@@ -35,7 +36,7 @@ from app.admin.base import SecureView, committing, current_actor, page_arg, staf
 from app.admin.widgets import unit_label, units_in_scope
 from app.database import in_values
 from app.extensions import db
-from app.models import PointsEntry, Referral
+from app.models import Member, PointsEntry, Referral, ReferralCode
 from app.models.referrals import REFERRAL_SOURCES, REFERRAL_STATUSES
 from app.security import permits
 from app.services.errors import AccessDenied, ServiceError, ValidationErrors
@@ -51,7 +52,7 @@ PAGE_SIZE = 25
 # Bootstrap 4 badge colours for the internal status names (labels come from STATUS_LABELS).
 STATUS_BADGES = {"pending": "info", "registered": "primary", "credited": "success", "expired": "secondary",
                  "rejected": "danger"}
-FILTER_FIELDS = ("status", "source", "unit_id", "q", "since", "until")
+FILTER_FIELDS = ("status", "source", "unit_id", "referrer_id", "q", "since", "until")
 # The same words for an unknown unit and one outside the user's area, so the filter reveals nothing.
 UNIT_UNSEEN = "That unit does not exist or is outside your area."
 # The two changes, each asked on its own confirmation page: (title, button, what happens).
@@ -124,6 +125,7 @@ class ReferralsView(SecureView):
             sources=[(s, SOURCE_LABELS[s]) for s in REFERRAL_SOURCES], status_labels=STATUS_LABELS,
             source_labels=SOURCE_LABELS, badges=STATUS_BADGES, can_export=staff_can(staff.EXPORT),
             links={r.id: can_members and permits(actor, "members.read", r.referrer) for r in rows},
+            referrer_name=rows[0].referrer.full_name if rows and filters and filters.referrer_id else None,
         ), 400 if errors else 200
 
     @expose("/export")
@@ -194,6 +196,23 @@ class ReferralsView(SecureView):
                             "Referral withdrawn: it is closed as rejected ({referrer}'s balance: {balance}).")
 
 
+def member_referral_panel(member: Member) -> dict[str, Any]:
+    """What a member's console page shows about their referrals: who brought them, whom they brought, points."""
+    if not permits(current_user, staff.READ, member):
+        return {"visible": False}
+    counts = dict(db.session.execute(select(Referral.status, func.count()).where(
+        Referral.referrer_id == member.id).group_by(Referral.status)).all())
+    brought_by = db.session.scalar(select(Referral).where(Referral.referred_member_id == member.id))
+    code = db.session.get(ReferralCode, member.id)
+    return {
+        "visible": True, "points": balance(member), "counts": counts, "made": sum(counts.values()),
+        "code": code.code if code else None, "brought_by": brought_by,
+        "brought_by_visible": brought_by is not None and permits(current_user, staff.READ, brought_by),
+        "status_labels": STATUS_LABELS,
+    }
+
+
 def register(admin: Any) -> None:
     admin.add_view(ReferralsView(name="Referral list", endpoint="referrals", url="/admin/referrals",
                                  category="Referrals"))
+    admin.app.jinja_env.globals["member_referral_panel"] = member_referral_panel

@@ -537,3 +537,31 @@ def test_hostile_ids_and_arguments_never_500(admin, book):
     for query in ("page=abc", "units_page=-3", "wards_page=x", "level=99", "level=-1", "unit_id=-5",
                   "unit_id=%00"):
         assert admin.get(f"{STATS}?{query}").status_code in (400, 404), query
+
+
+def test_a_members_page_shows_their_referrals_and_who_brought_them(admin, book, tree):
+    ada = book["ada"]
+    page = get_ok(admin, f"/admin/member/details/?id={ada.id}")
+    panel = page.split('id="member-referral-panel"', 1)[1].split("</div>\n</div>", 1)[0]
+    assert f'id="member-referral-points">{ledger_sum(ada)}<' in panel
+    made = in_units(None)
+    mine = [r for r in made if r.referrer_id == ada.id]
+    assert f"{len(mine)} referrals</a>" in panel
+    listing = get_ok(admin, f"/admin/referrals/?referrer_id={ada.id}")
+    assert listed(listing) == {r.id for r in mine}
+    assert "Only the referrals made by member Ada Banda." in listing
+
+    newcomer = book["made"]["ada1"].referred_member
+    theirs = get_ok(admin, f"/admin/member/details/?id={newcomer.id}")
+    assert f'/admin/referrals/{book["made"]["ada1"].id}">Ada Banda</a>' in theirs and "(credited)" in theirs
+
+
+def test_the_referral_panel_needs_referrals_read(client, book, make_user):
+    from app.services import rbac
+
+    reader = make_user("reader@test.org")
+    rbac.assign_role(None, reader, rbac.create_role(None, "members_only", "", ["members.read"]), None)
+    db.session.commit()
+    login(client, "reader@test.org")
+    page = get_ok(client, f"/admin/member/details/?id={book['ada'].id}")
+    assert "Ada Banda" in page and 'id="member-referral-panel"' not in page
