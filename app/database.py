@@ -26,7 +26,7 @@ The other differences live here too, behind plain names that business code
 calls: ``lock_row`` (a row lock, or SQLite's write lock), ``insert_ignore``,
 ``update_then_insert_ignore`` and ``insert_on_conflict`` (each dialect's ON CONFLICT), ``in_values`` (an array
 parameter on PostgreSQL), ``json_rows`` (rows aggregated into one JSON value), ``add_days`` (date
-arithmetic), ``take_write_lock`` (SQLite's lock for a job's next
+arithmetic), ``utc_date`` (a timestamp's UTC day), ``take_write_lock`` (SQLite's lock for a job's next
 transaction) and ``newest_ids_page`` (the paging plan each database runs best,
 with SQLite's INDEXED BY).
 """
@@ -294,6 +294,28 @@ def _add_days_postgresql(element, compiler, **kw):
 def _add_days_sqlite(element, compiler, **kw):
     column, days = element.clauses.clauses
     return f"date({compiler.process(column, **kw)}, '{int(days.name):+d} days')"
+
+
+class utc_date(FunctionElement):  # noqa: N801 (used like func.x)
+    """The UTC calendar day of a timestamp column (``utc_date(col)``), whatever the session's time zone.
+
+    PostgreSQL's ``date()`` of a ``timestamptz`` is taken in the session's
+    TimeZone (often the server's local time), which would move something
+    recorded on Sunday 23:30 UTC into the next week; SQLite stores UTC text already.
+    """
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(utc_date, "postgresql")
+def _utc_date_postgresql(element, compiler, **kw):
+    return f"date(timezone('UTC', {compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(utc_date)
+def _utc_date_sqlite(element, compiler, **kw):
+    return f"date({compiler.process(element.clauses, **kw)})"
 
 
 class json_rows(FunctionElement):  # noqa: N801 (used like func.x)

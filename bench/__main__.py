@@ -23,6 +23,7 @@ BENCHMARKS = {
     "queue": "bench.queue",
     "lifecycle": "bench.lifecycle",
     "portal": "bench.portal",
+    "referrals": "bench.referrals",
 }
 
 

@@ -43,6 +43,15 @@ class Member(db.Model):
             sqlite_where=Column("deleted_at").is_(None),
             postgresql_where=Column("deleted_at").is_(None),
         ),
+        # Deleted members, a few among many: the organisation's referral figures are taken over
+        # every referral and ledger entry, less those of deleted members, found here rather than
+        # by checking a million members one by one (app/services/referrals/stats.py).
+        Index(
+            "ix_members_deleted_id",
+            "id",
+            sqlite_where=Column("deleted_at").is_not(None),
+            postgresql_where=Column("deleted_at").is_not(None),
+        ),
         # Deep pages on SQLite: walking this small index newest-first and
         # checking unit_id skips entries instead of whole table rows.
         Index(

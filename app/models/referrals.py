@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import UTCDateTime, binary_string, utcnow
+from app.models.people import Member
 
 REFERRAL_STATUSES = ("pending", "registered", "credited", "expired", "rejected")
 REFERRAL_SOURCES = ("link", "code", "prospect")
@@ -41,7 +42,7 @@ class ReferralCode(db.Model):
     code: Mapped[str] = mapped_column(String(16), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    member: Mapped[Member] = relationship()  # noqa: F821
+    member: Mapped[Member] = relationship()
 
     def __str__(self) -> str:
         return self.code
@@ -50,10 +51,12 @@ class ReferralCode(db.Model):
 class Referral(db.Model):
     __tablename__ = "referrals"
     __table_args__ = (
-        # The expiry sweep: WHERE status = 'pending' AND created_at < ?, an index range.
-        Index("ix_referrals_status_created", "status", "created_at"),
-        # A member's referrals, and leaderboards grouped by referrer and status.
-        Index("ix_referrals_referrer_status", "referrer_id", "status"),
+        # The expiry sweep: WHERE status = 'pending' AND created_at < ?, an index range; and the
+        # organisation's funnel (counts by status of registered_at, credited_at) from the index alone.
+        Index("ix_referrals_status_funnel", "status", "created_at", "registered_at", "credited_at"),
+        # A member's referrals, and every figure grouped by referrer (leaderboard counts, an area's
+        # funnel, units' counts) from the index alone, in referrer order.
+        Index("ix_referrals_referrer_funnel", "referrer_id", "status", "registered_at", "credited_at"),
         # Matching a joining member against recorded prospects.
         Index("ix_referrals_prospect_phone", "prospect_phone"),
         Index("ix_referrals_prospect_email", "prospect_email"),
@@ -78,8 +81,8 @@ class Referral(db.Model):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # expired or rejected
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    referrer: Mapped[Member] = relationship(foreign_keys=[referrer_id])  # noqa: F821
-    referred_member: Mapped[Member | None] = relationship(foreign_keys=[referred_member_id])  # noqa: F821
+    referrer: Mapped[Member] = relationship(foreign_keys=[referrer_id])
+    referred_member: Mapped[Member | None] = relationship(foreign_keys=[referred_member_id])
     points_entries: Mapped[list[PointsEntry]] = relationship(back_populates="referral",
                                                              order_by="PointsEntry.id")
 
@@ -110,7 +113,7 @@ class PointsEntry(db.Model):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    member: Mapped[Member] = relationship()  # noqa: F821
+    member: Mapped[Member] = relationship()
     referral: Mapped[Referral | None] = relationship(back_populates="points_entries")
     actor: Mapped[User | None] = relationship()  # noqa: F821
 

@@ -1,28 +1,37 @@
 """Referral figures: leaderboards by member and by unit, the funnel, referrals per week, ranks.
 
-Every figure is a GROUP BY in the database, never a loop over members: at a
-million members and hundreds of thousands of referrals the organisation's
-leaderboard and funnel are each one statement. Points always come from the
-ledger (``referral_rewards``: a balance is the sum of its entries), counts
-from ``referrals``.
+Every figure is a GROUP BY in the database, never a loop over members. Points
+always come from the ledger (``referral_rewards``: a balance is the sum of
+its entries), counts from ``referrals``.
 
 Scope: staff see the referrals whose *referrer* belongs to a unit in their
 ``referrals.read`` scope (as ``app.security`` scopes ``Referral``), narrowed
 to one unit's subtree when one is asked for (``area``). A coordinator's
 leaderboard is therefore their wards' recruiters and nobody else's. Only
-live members (not deleted) are ranked.
+live members (not deleted) are ranked, and only live members' referrals are
+counted.
+
+Two plans, one answer. For an area (a subtree), the area's live members are
+found first (``ix_members_live_unit_id``) and their referrals and ledger
+entries looked up by member (``ix_referrals_referrer_funnel``,
+``ix_referral_rewards_member_points``). For the whole organisation that
+would mean checking a million members one by one, so the figures are taken
+over every referral and ledger entry (covering indexes, no table rows read)
+and the few deleted members' share is left out through
+``ix_members_deleted_id``: the organisation's leaderboard and funnel stay
+under 300 ms at 1,000,000 members and 300,000 referrals (bench/referrals.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, func, literal, select
 
-from app.database import in_values
+from app.database import in_values, utc_date
 from app.extensions import db
 from app.models import Member, PointsEntry, Referral, Unit
 from app.models.base import utcnow
@@ -81,6 +90,16 @@ def _live_members(where: Area) -> list[ColumnElement[bool]]:
     return clauses
 
 
+def _deleted_members():
+    """Ids of deleted members: few, an index range (``ix_members_deleted_id``), never a scan of members."""
+    return select(Member.id).where(Member.deleted_at.is_not(None))
+
+
+def _everywhere(where: Area) -> bool:
+    """The whole organisation (no unit filter): figures over every row, less the deleted members' share."""
+    return where.unit_ids is None
+
+
 # --- the funnel -------------------------------------------------------------------------
 
 
@@ -96,22 +115,39 @@ class Funnel:
         return round(getattr(self, stage) / self.recorded, 4) if self.recorded else None
 
 
+def _funnel_rows(*where: ColumnElement[bool], join_members: bool = False):
+    """(status, referrals, of them registered, of them credited) for the referrals matching ``where``."""
+    stmt = select(Referral.status, func.count(), func.count(Referral.registered_at), func.count(Referral.credited_at))
+    if join_members:
+        stmt = stmt.join(Member, Member.id == Referral.referrer_id)
+    return db.session.execute(stmt.where(*where).group_by(Referral.status)).all()
+
+
 def funnel(where: Area) -> Funnel:
     """Recorded -> registered (the person joined) -> credited (they became active), and counts by status.
 
     A stage counts referrals that ever reached it (``registered_at``,
     ``credited_at``), so a credit reversed later still shows it was earned
-    once; ``by_status`` is where they are now.
+    once; ``by_status`` is where they are now. Referrals of deleted members
+    are not counted.
     """
-    stmt = (select(Referral.status, func.count(), func.count(Referral.registered_at), func.count(Referral.credited_at))
-            .join(Member, Member.id == Referral.referrer_id).where(*_live_members(where))
-            .group_by(Referral.status))
+    totals: dict[str, list[int]] = {}
+    if _everywhere(where):
+        # Every referral (one pass over ix_referrals_status_funnel), less those of deleted referrers.
+        for status, *counts in _funnel_rows():
+            totals[status] = [int(n) for n in counts]
+        for status, *counts in _funnel_rows(Referral.referrer_id.in_(_deleted_members())):
+            totals[status] = [a - int(b) for a, b in zip(totals[status], counts)]
+    else:
+        for status, *counts in _funnel_rows(*_live_members(where), join_members=True):
+            totals[status] = [int(n) for n in counts]
     result = Funnel()
-    for status, total, registered, credited in db.session.execute(stmt):
-        result.by_status[status] = int(total)
-        result.recorded += int(total)
-        result.registered += int(registered)
-        result.credited += int(credited)
+    for status, (total, registered, credited) in totals.items():
+        if total:
+            result.by_status[status] = total
+        result.recorded += total
+        result.registered += registered
+        result.credited += credited
     return result
 
 
@@ -132,53 +168,109 @@ class Recruiter:
     rank: int = 0
 
 
-def _points_by_member(where: Area):
-    """``(member_id, points)`` for live members in the area with a positive balance."""
+def _points_by_member(where: Area, *, live_only: bool = True):
+    """``(member_id, points)`` for members in the area with a positive balance, live ones.
+
+    For the whole organisation, ``live_only=False`` gives every member's
+    (deleted ones too) from the ledger alone (ix_referral_rewards_member_points,
+    in member order): the caller leaves the few deleted out
+    (``_deleted_balances``) instead of checking every group.
+    """
     total = func.sum(PointsEntry.points)
+    if _everywhere(where):
+        stmt = select(PointsEntry.member_id.label("member_id"), total.label("points")).group_by(PointsEntry.member_id)
+        if live_only:
+            return stmt.having(total > 0, PointsEntry.member_id.not_in(_deleted_members()))
+        return stmt.having(total > 0)
     return (select(PointsEntry.member_id.label("member_id"), total.label("points"))
             .join(Member, Member.id == PointsEntry.member_id).where(*_live_members(where))
             .group_by(PointsEntry.member_id).having(total > 0))
 
 
+def _deleted_balances() -> dict[int, int]:
+    """Deleted members with a positive balance: their ledger entries looked up by member, a few."""
+    total = func.sum(PointsEntry.points)
+    return {mid: int(points) for mid, points in db.session.execute(
+        select(PointsEntry.member_id, total).where(PointsEntry.member_id.in_(_deleted_members()))
+        .group_by(PointsEntry.member_id).having(total > 0))}
+
+
 def _counts_for(member_ids: list[int]) -> dict[int, tuple[int, int, int]]:
-    """(credited now, ever registered, recorded) per referrer, for a page of the leaderboard."""
+    """A recruiter's own counts, for a page of a leaderboard: (credited, registered, recorded).
+
+    Over their referrals that still stand (not rejected: a rejected join, a
+    lost duplicate or a reversed credit is left out): credited now, those
+    whose person joined (``registered_at``), and all of them. One statement
+    over ``ix_referrals_referrer_funnel``. (The funnel and the unit
+    leaderboard count every referral, rejected ones too: a stage reached once
+    stays reached there.)
+    """
     if not member_ids:
         return {}
-    stmt = (select(Referral.referrer_id, func.count(Referral.credited_at), func.count(Referral.registered_at),
+    stmt = (select(Referral.referrer_id,
+                   func.count(case((Referral.status == "credited", 1))), func.count(Referral.registered_at),
                    func.count())
             .where(in_values(Referral.referrer_id, member_ids), Referral.status != "rejected")
             .group_by(Referral.referrer_id))
-    credited_now = dict(db.session.execute(
-        select(Referral.referrer_id, func.count()).where(in_values(Referral.referrer_id, member_ids),
-                                                         Referral.status == "credited")
-        .group_by(Referral.referrer_id)).all())
-    return {rid: (int(credited_now.get(rid, 0)), int(reg), int(n)) for rid, _c, reg, n in db.session.execute(stmt)}
+    return {rid: (int(credited), int(registered), int(n)) for rid, credited, registered, n in db.session.execute(stmt)}
+
+
+def _recruiters(rows: list[tuple[int, int, int]]) -> list[Recruiter]:
+    """Recruiters for ``(member_id, points, rank)`` rows, in that order, with names, units and counts."""
+    ids = [member_id for member_id, _points, _rank in rows]
+    if not ids:
+        return []
+    people = {r.id: r for r in db.session.execute(
+        select(Member.id, Member.first_name, Member.last_name, Member.membership_number, Member.unit_id, Unit.name)
+        .join(Unit, Unit.id == Member.unit_id).where(in_values(Member.id, ids)))}
+    counts = _counts_for(ids)
+    out = []
+    for member_id, points, rank in rows:
+        p = people[member_id]
+        credited, registered, recorded = counts.get(member_id, (0, 0, 0))
+        out.append(Recruiter(member_id, f"{p.first_name} {p.last_name}", p.membership_number, p.unit_id, p.name,
+                             int(points), credited, registered, recorded, rank))
+    return out
 
 
 def leaderboard(where: Area, *, limit: int = 20, offset: int = 0) -> tuple[list[Recruiter], int]:
-    """Recruiters by points (then by fewest members ahead: ties share a rank), one page and the total.
+    """Recruiters by points (ties by member id), one page and how many are ranked in all.
 
     Ranks are competition ranks ("1, 2, 2, 4"): a member's rank is one more
     than the number of members with more points, the same rule ``ranks_of``
-    gives a member about themselves.
+    gives a member about themselves. The balances are summed once (a CTE
+    that the page and the count both read); the rows down to the end of the
+    page come back in order and the ranks follow from that order. For the
+    whole organisation the deleted members with points (a few) are taken out
+    here rather than checked group by group in the database.
     """
-    points = _points_by_member(where).subquery()
-    total = db.session.scalar(select(func.count()).select_from(points)) or 0
-    rank = func.rank().over(order_by=points.c.points.desc())
-    ranked = (select(points.c.member_id, points.c.points, rank.label("rank"))
-              .order_by(points.c.points.desc(), points.c.member_id).offset(offset).limit(limit)).subquery()
-    rows = db.session.execute(
-        select(ranked.c.member_id, ranked.c.points, ranked.c.rank, Member.first_name, Member.last_name,
-               Member.membership_number, Member.unit_id, Unit.name)
-        .join(Member, Member.id == ranked.c.member_id).join(Unit, Unit.id == Member.unit_id)
-        .order_by(ranked.c.points.desc(), ranked.c.member_id)).all()
-    counts = _counts_for([r.member_id for r in rows])
-    out = []
-    for r in rows:
-        credited, registered, recorded = counts.get(r.member_id, (0, 0, 0))
-        out.append(Recruiter(r.member_id, f"{r.first_name} {r.last_name}", r.membership_number, r.unit_id, r.name,
-                             int(r.points), credited, registered, recorded, int(r.rank)))
-    return out, int(total)
+    offset, limit = max(0, int(offset)), max(0, int(limit))
+    everywhere = _everywhere(where)
+    deleted = _deleted_balances() if everywhere else {}
+    points = _points_by_member(where, live_only=not everywhere).cte("points")
+    depth = offset + limit + len(deleted)
+    if depth >= 2**62:  # an absurd offset (from an API query): no page there, only the total
+        depth = offset = limit = 0
+    stmt = (select(points.c.member_id, points.c.points,
+                   select(func.count()).select_from(points).scalar_subquery().label("total"))
+            .order_by(points.c.points.desc(), points.c.member_id)
+            .limit(max(1, depth)))  # at least one row: it carries the total
+    prefix = db.session.execute(stmt).all()
+    if not prefix:
+        return [], 0
+    rows: list[tuple[int, int, int]] = []
+    place, rank, previous = 0, 0, None
+    for member_id, member_points, _total in prefix:
+        if member_id in deleted:
+            continue
+        place += 1
+        if place > offset + limit:
+            break
+        if member_points != previous:
+            rank, previous = place, member_points
+        if place > offset:
+            rows.append((member_id, int(member_points), rank))
+    return _recruiters(rows), int(prefix[0].total) - len(deleted)
 
 
 @dataclass
@@ -203,28 +295,48 @@ def levels_below(where: Area) -> list[tuple[int, str]]:
     return [(lvl, levels[lvl] if lvl < len(levels) else f"level {lvl + 1}") for lvl in sorted(present) if lvl >= start]
 
 
+def _by_member_unit(where: Area) -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int, int]]]:
+    """Per unit of the members: (points, recruiters) and (recorded, registered, credited).
+
+    Summed per member first (the ledger and ``referrals`` by member, from
+    their covering indexes), then per unit through the members' units: two
+    statements, whatever the number of members.
+    """
+    in_area = None if _everywhere(where) else select(Member.id).where(*_live_members(where))
+    per_member = select(PointsEntry.member_id.label("member_id"), func.sum(PointsEntry.points).label("points"))
+    if in_area is not None:  # an area: its members' entries only, looked up by member
+        per_member = per_member.where(PointsEntry.member_id.in_(in_area))
+    per_member = per_member.group_by(PointsEntry.member_id).subquery()
+    points = {unit_id: (int(total or 0), int(recruiters)) for unit_id, total, recruiters in db.session.execute(
+        select(Member.unit_id, func.sum(per_member.c.points), func.count(case((per_member.c.points > 0, 1))))
+        .join(Member, Member.id == per_member.c.member_id).where(*_live_members(where))
+        .group_by(Member.unit_id))}
+    per_referrer = (select(Referral.referrer_id.label("member_id"), func.count().label("n"),
+                           func.count(Referral.registered_at).label("registered"),
+                           func.count(Referral.credited_at).label("credited"))
+                    .group_by(Referral.referrer_id))
+    if in_area is not None:
+        per_referrer = per_referrer.where(Referral.referrer_id.in_(in_area))
+    per_referrer = per_referrer.subquery()
+    counts = {unit_id: (int(n), int(reg), int(cred)) for unit_id, n, reg, cred in db.session.execute(
+        select(Member.unit_id, func.sum(per_referrer.c.n), func.sum(per_referrer.c.registered),
+               func.sum(per_referrer.c.credited))
+        .join(Member, Member.id == per_referrer.c.member_id).where(*_live_members(where))
+        .group_by(Member.unit_id))}
+    return points, counts
+
+
 def unit_leaderboard(where: Area, level: int) -> list[UnitFigures]:
     """Units of ``level`` ranked by their members' points, with the funnel's counts per unit.
 
     Figures are grouped by the referrer's own unit in the database, then
-    rolled up to the ancestor at ``level`` with the (small) unit tree: two
-    GROUP BYs however many members there are.
+    rolled up to the ancestor at ``level`` with the (small) unit tree.
     """
-    member_where = _live_members(where)
-    by_unit_points = dict(db.session.execute(
-        select(Member.unit_id, func.sum(PointsEntry.points)).join(Member, Member.id == PointsEntry.member_id)
-        .where(*member_where).group_by(Member.unit_id)).all())
-    positive = _points_by_member(where).subquery()
-    recruiters = dict(db.session.execute(
-        select(Member.unit_id, func.count()).join(positive, positive.c.member_id == Member.id)
-        .group_by(Member.unit_id)).all())
-    counts = {unit_id: (int(n), int(reg), int(cred)) for unit_id, n, reg, cred in db.session.execute(
-        select(Member.unit_id, func.count(), func.count(Referral.registered_at), func.count(Referral.credited_at))
-        .join(Member, Member.id == Referral.referrer_id).where(*member_where).group_by(Member.unit_id))}
+    points, counts = _by_member_unit(where)
     level_name = dict(levels_below(Area(None, None))).get(level, f"level {level + 1}")
     wanted = db.session.execute(select(Unit.id, Unit.name).where(Unit.level == level)).all()
     figures = {uid: UnitFigures(uid, name, level, level_name) for uid, name in wanted}
-    touched = set(by_unit_points) | set(counts) | set(recruiters)
+    touched = set(points) | set(counts)
     if touched:
         paths = dict(db.session.execute(select(Unit.id, Unit.path).where(in_values(Unit.id, list(touched)))).all())
         for unit_id in touched:
@@ -232,12 +344,13 @@ def unit_leaderboard(where: Area, level: int) -> list[UnitFigures]:
                 row = figures.get(ancestor)
                 if row is None:
                     continue
-                row.points += int(by_unit_points.get(unit_id, 0) or 0)
+                unit_points, recruiters = points.get(unit_id, (0, 0))
                 recorded, registered, credited = counts.get(unit_id, (0, 0, 0))
+                row.points += unit_points
+                row.recruiters += recruiters
                 row.recorded += recorded
                 row.registered += registered
                 row.credited += credited
-                row.recruiters += int(recruiters.get(unit_id, 0))
     if where.unit_ids is not None:
         allowed = _units_touching(where)
         figures = {uid: row for uid, row in figures.items() if uid in allowed}
@@ -263,23 +376,26 @@ def _units_touching(where: Area) -> set[int]:
 
 def top_per_unit(where: Area, *, per_unit: int = TOP_PER_UNIT, level: int | None = None
                  ) -> dict[int, list[Recruiter]]:
-    """The best ``per_unit`` recruiters of each unit at the lowest level (wards): one windowed query."""
+    """The best ``per_unit`` recruiters of each unit at the lowest level (wards): one windowed query.
+
+    ``rank`` is the member's competition rank in their unit (ties share it,
+    as in ``leaderboard`` and ``ranks_of``, so a member sees the same rank
+    here and in the portal); the cut at ``per_unit`` is by place (ties broken
+    by member id), so a unit lists at most ``per_unit`` members.
+    """
     del level  # recruiters belong to the units they are members of, the wards
     points = _points_by_member(where).subquery()
-    place = func.row_number().over(partition_by=Member.unit_id,
-                                   order_by=(points.c.points.desc(), points.c.member_id)).label("place")
-    ranked = (select(Member.unit_id, points.c.member_id, points.c.points, place, Member.first_name,
-                     Member.last_name, Member.membership_number)
+    order = (points.c.points.desc(), points.c.member_id)
+    place = func.row_number().over(partition_by=Member.unit_id, order_by=order).label("place")
+    rank = func.rank().over(partition_by=Member.unit_id, order_by=points.c.points.desc()).label("rank")
+    ranked = (select(Member.unit_id, points.c.member_id, points.c.points, place, rank)
               .join(Member, Member.id == points.c.member_id)).subquery()
-    rows = db.session.execute(select(ranked).where(ranked.c.place <= per_unit)
+    rows = db.session.execute(select(ranked.c.unit_id, ranked.c.member_id, ranked.c.points, ranked.c.rank)
+                              .where(ranked.c.place <= per_unit)
                               .order_by(ranked.c.unit_id, ranked.c.place)).all()
-    names = dict(db.session.execute(select(Unit.id, Unit.name).where(
-        in_values(Unit.id, list({r.unit_id for r in rows})))).all()) if rows else {}
     out: dict[int, list[Recruiter]] = {}
-    for r in rows:
-        out.setdefault(r.unit_id, []).append(Recruiter(r.member_id, f"{r.first_name} {r.last_name}",
-                                                       r.membership_number, r.unit_id, names.get(r.unit_id, ""),
-                                                       int(r.points), rank=int(r.place)))
+    for recruiter in _recruiters([(r.member_id, int(r.points), int(r.rank)) for r in rows]):
+        out.setdefault(recruiter.unit_id, []).append(recruiter)
     return out
 
 
@@ -293,22 +409,29 @@ def week_start(day: date) -> date:
 def per_week(where: Area, *, weeks: int = WEEKS, today: date | None = None) -> list[tuple[date, int, int]]:
     """(Monday, referrals recorded, referrals credited) for each of the last ``weeks`` weeks, oldest first.
 
-    Grouped by day in the database (portable, and at most 7 x weeks rows),
-    folded into weeks here.
+    Weeks are UTC weeks (Monday to Sunday) up to and including ``today``:
+    nothing after ``today`` counts, so a report for a past day is what it
+    was that day. Grouped by day in the database (portable, and at most
+    7 x weeks rows), folded into weeks here.
     """
     today = today or utcnow().date()
     first = week_start(today) - timedelta(weeks=weeks - 1)
-    since = datetime.combine(first, datetime.min.time()).replace(tzinfo=utcnow().tzinfo)
+    since = datetime.combine(first, datetime.min.time(), timezone.utc)
+    until = datetime.combine(today + timedelta(days=1), datetime.min.time(), timezone.utc)  # up to today, inclusive
     recorded: dict[date, int] = {}
     credited: dict[date, int] = {}
     for column, bucket in ((Referral.created_at, recorded), (Referral.credited_at, credited)):
-        day = func.date(column)
-        stmt = (select(day, func.count()).join(Member, Member.id == Referral.referrer_id)
-                .where(column >= since, *_live_members(where)).group_by(day))
-        for value, n in db.session.execute(stmt):
-            when = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
-            key = week_start(when)
-            bucket[key] = bucket.get(key, 0) + int(n)
+        day = utc_date(column)
+        stmt = select(day, func.count()).where(column >= since, column < until)
+        if _everywhere(where):  # every referral of those weeks, less the deleted members' (few)
+            parts = [(stmt, 1), (stmt.where(Referral.referrer_id.in_(_deleted_members())), -1)]
+        else:
+            parts = [(stmt.join(Member, Member.id == Referral.referrer_id).where(*_live_members(where)), 1)]
+        for part, sign in parts:
+            for value, n in db.session.execute(part.group_by(day)):
+                when = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+                key = week_start(when)
+                bucket[key] = bucket.get(key, 0) + sign * int(n)
     return [(first + timedelta(weeks=k), recorded.get(first + timedelta(weeks=k), 0),
              credited.get(first + timedelta(weeks=k), 0)) for k in range(weeks)]
 
