@@ -35,6 +35,7 @@ from app.models.cards import MembershipCard
 from app.models.events import Event, EventAttachment, EventRegistration
 from app.models.mail import MailMessage
 from app.models.rbac import Permission, Role, role_permissions
+from app.models.dues import Payment
 from app.models.referrals import PointsEntry, Referral
 from app.models.requests import ErasureRequest, MemberChangeRequest
 from app.services.errors import Forbidden, NotFound, ServiceError
@@ -331,6 +332,8 @@ RULES: dict[type, Rule] = {
         own_clause=lambda user, _perm: Referral.referrer_id == (getattr(_member_of(user), "id", None) or 0),
         own_permissions=frozenset({"referrals.read_own", "referrals.create"}),
     ),
+    # A payment lives in the unit where it was paid (the member's unit then): the ward treasurer's.
+    Payment: Rule("payments.read", lambda p: [db.session.get(Unit, p.unit_id)]),
     PointsEntry: Rule(
         "referrals.read",
         lambda e: [e.member.unit],

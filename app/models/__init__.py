@@ -3,6 +3,9 @@
 from app.models.audit import AuditEntry
 from app.models.cards import CARD_STATUSES, CARD_TYPES, CardTransaction, MembershipCard
 from app.models.counters import Counter
+from app.models.dues import (  # tiers, payments, handled Stripe events (issue 14)
+    MANUAL_METHODS, PAYMENT_METHODS, PAYMENT_STATUSES, MembershipTier, Payment, StripeEvent,
+)
 from app.models.events import (
     CHECKIN_RULES, EVENT_STATUSES, EVENT_TYPES, REGISTRATION_STATUSES, Event, EventAttachment, EventCheckin,
     EventCheckinNonce, EventRegistration,
@@ -65,7 +68,13 @@ __all__ = [
     "CHANGE_REQUEST_STATUSES",
     "ERASURE_STATUSES",
     "REQUESTABLE_FIELDS",
+    "MANUAL_METHODS",
     "MembershipCard",
+    "MembershipTier",
+    "PAYMENT_METHODS",
+    "PAYMENT_STATUSES",
+    "Payment",
+    "StripeEvent",
     "Permission",
     "PointsEntry",
     "REFERRAL_SOURCES",

@@ -28,6 +28,7 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     "events": ("create", "read", "update", "delete", "register"),
     "referrals": ("create", "read", "update", "read_own"),
     "cards": ("create", "read", "update", "read_own"),
+    "payments": ("read", "create", "refund"),
     "reports": ("read",),
     "profile": ("read_own", "update_own"),
     "units": ("create", "update", "delete"),
@@ -43,14 +44,14 @@ SYSTEM_ROLES: dict[str, tuple[str, list[str]]] = {
             "members.create", "members.read", "members.update", "members.delete", "members.export",
             "events.create", "events.read", "events.update", "events.delete",
             "referrals.read", "referrals.update", "cards.create", "cards.read", "cards.update",
-            "reports.read",
+            "payments.read", "payments.create", "payments.refund", "reports.read",
         ],
     ),
     "ward_coordinator": (
         "Looks after the members and events of their ward(s).",
         [
             "members.create", "members.read", "members.update", "members.export", "events.create",
-            "events.read", "events.update", "referrals.read", "cards.read",
+            "events.read", "events.update", "referrals.read", "cards.read", "payments.read", "payments.create",
         ],
     ),
     "member": (

@@ -127,7 +127,8 @@ def test_effective_permissions_of_the_coordinator_cover_w1(as_super, staff, tree
     assert body["user_id"] == staff["coordinator"].id
     rows = {row["permission"]: row for row in body["items"]}
     assert set(rows) == {"members.create", "members.read", "members.update", "members.export", "events.create",
-                         "events.read", "events.update", "referrals.read", "cards.read"}
+                         "events.read", "events.update", "referrals.read", "cards.read", "payments.read",
+                         "payments.create"}
     w1 = {"id": tree["w1"].id, "name": "Lukashya Ward 1", "code": "W1"}
     assert rows["members.read"] == {"permission": "members.read", "scope": "units", "units": [w1], "hidden": 0}
 
