@@ -175,3 +175,41 @@ def test_a_coordinator_records_payments_in_their_ward_only(staff, tree, make_mem
         dues.record_manual(staff["coordinator"], elsewhere, {"tier_id": annual.id, "method": "cash"})
     with pytest.raises((Forbidden, NotFound)):
         dues.record_manual(staff["member"], theirs, {"tier_id": annual.id, "method": "cash"})
+
+
+# --- refunds -----------------------------------------------------------------------------------
+
+
+def test_a_refund_after_a_renewal_puts_the_expiry_back(staff, tree, make_member, annual):
+    member = make_member(tree["w1"])
+    card = cards.issue_card(None, member)
+    card.expires_on = TODAY + timedelta(days=30)
+    db.session.flush()
+    payment = cash(staff["admin"], member, annual)
+    assert card.expires_on == add_months(TODAY + timedelta(days=30), 12)
+    dues.refund(staff["admin"], payment, "Paid twice by mistake")
+    assert (payment.status, payment.hold_reason) == ("refunded", "")
+    assert card.expires_on == TODAY + timedelta(days=30)
+    assert dues.refund(staff["admin"], payment, "again") is payment  # once
+    assert card.expires_on == TODAY + timedelta(days=30)
+
+
+def test_a_refund_that_a_later_payment_builds_on_is_flagged_for_staff(staff, tree, make_member, annual):
+    member = make_member(tree["w1"])
+    cards.issue_card(None, member)
+    first = cash(staff["admin"], member, annual)
+    second = cash(staff["admin"], member, annual)
+    until = db.session.get(MembershipCard, second.card_id).expires_on
+    dues.refund(staff["admin"], first, "Cheque bounced")
+    assert first.status == "refunded" and second.receipt_number in first.hold_reason
+    assert db.session.get(MembershipCard, second.card_id).expires_on == until  # nothing undone behind staff's back
+
+
+def test_refunds_need_the_right_and_a_reason(staff, tree, make_member, annual):
+    member = make_member(tree["w1"])
+    payment = cash(staff["coordinator"], member, annual)
+    with pytest.raises(Forbidden):
+        dues.refund(staff["coordinator"], payment, "No")
+    with pytest.raises(ServiceError) as caught:
+        dues.refund(staff["admin"], payment, " ")
+    assert caught.value.field == "reason" and payment.status == "completed"

@@ -26,12 +26,12 @@ from sqlalchemy import select
 
 from app.database import lock_row
 from app.extensions import db
-from app.models import MANUAL_METHODS, Member, MembershipTier, Payment
+from app.models import MANUAL_METHODS, Member, MembershipCard, MembershipTier, Payment
 from app.models.base import utcnow
 from app.security import authorize
 from app.services import audit, counters
 from app.services import members as member_service
-from app.services.cards.paid import extend_for_payment
+from app.services.cards.paid import extend_for_payment, undo_extension
 from app.services.errors import ServiceError, ValidationErrors
 
 READ, CREATE, REFUND = "payments.read", "payments.create", "payments.refund"
@@ -175,6 +175,53 @@ def record_manual(actor: Any, member: Member, data: dict[str, Any], *, today: da
                  changes={"method": method, "amount_minor": payment.amount_minor, "tier": tier.name,
                           "reference": reference})
     return complete(payment, today=today)
+
+
+def refund(actor: Any, payment: Payment, reason: str | None, *, today: date | None = None) -> Payment:
+    """A completed payment was refunded (recorded by staff, or reported by Stripe with ``actor`` None).
+
+    Its extension is undone (the card's valid-until goes back to where the
+    payment found it) unless something builds on it: a later payment of
+    the same member, a card the payment issued, or a card changed since.
+    Then the refund is recorded and the payment flagged for staff with the
+    reason. Idempotent: a refunded payment is returned unchanged. Staff need
+    ``payments.refund`` where the payment was made.
+    """
+    if actor is not None:
+        authorize(actor, REFUND, payment, message="You may not refund payments here.")
+    reason = (reason or "").strip()
+    if actor is not None and not reason:
+        raise ServiceError("Give a reason for the refund.", field="reason")
+    lock_row(Payment, payment.id)
+    db.session.refresh(payment)
+    if payment.status == "refunded":
+        return payment
+    if payment.status != "completed":
+        raise ServiceError(f"Payment {payment.id} is {payment.status}: only a completed payment can be refunded.",
+                           status=409)
+    payment.status, payment.refunded_at = "refunded", utcnow()
+    flag = ""
+    if payment.fulfilled_at is not None:
+        later = db.session.scalar(select(Payment.receipt_number).where(
+            Payment.member_id == payment.member_id, Payment.id != payment.id, Payment.status == "completed",
+            Payment.fulfilled_at > payment.fulfilled_at).limit(1))
+        card = db.session.get(MembershipCard, payment.card_id) if payment.card_id else None
+        if later:
+            flag = f"Refunded, but payment {later} builds on its extension: staff decide on the membership's end."
+        elif card is None or payment.extended_from is None:
+            flag = "Refunded; the card this payment issued (or made lifetime) stays until staff decide."
+        elif card.expires_on != payment.extended_to:
+            flag = "Refunded; the card has changed since this payment: staff decide on its end."
+        else:
+            undo_extension(card, payment.extended_from, f"Refund of receipt {payment.receipt_number}")
+    else:
+        payment.hold_reason = ""  # a held payment refunded: nothing waits any more
+    payment.hold_reason = flag or payment.hold_reason
+    db.session.flush()
+    audit.record(actor, "payment.refund", payment,
+                 summary=f"Payment {payment.receipt_number or payment.id} refunded" + (f": {reason}" if reason else ""),
+                 changes={"reason": reason, "flag": flag})
+    return payment
 
 
 def payments_of(member: Member) -> list[Payment]:
