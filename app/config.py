@@ -270,6 +270,12 @@ class Config:
         self.RENEWAL_REMINDERS = os.environ.get("MUSTER_RENEWAL_REMINDERS", "-30,-7,0,+14")
         self.EVENT_REMINDER_HOURS = float(os.environ.get("MUSTER_EVENT_REMINDER_HOURS", "24"))
         self.REMINDER_CATCHUP_DAYS = int(os.environ.get("MUSTER_REMINDER_CATCHUP_DAYS", "7"))
+        # Online dues through Stripe (issue 14, app/services/dues/stripe_gateway.py): without a secret key
+        # online payment is hidden and manual payments still work; the webhook secret verifies
+        # Stripe-Signature headers; STRIPE_API_BASE points every API call elsewhere (the tests' local stand-in).
+        self.STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "").strip() or None
+        self.STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "").strip() or None
+        self.STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip().rstrip("/") or None
 
 
 class TestConfig(Config):
@@ -287,6 +293,9 @@ class TestConfig(Config):
         self.MAIL_BACKEND = "locmem"
         self.MAIL_DEFAULT_SENDER = '"Muster Test" <no-reply@muster.test>'
         self.MAIL_RATE = ""
+        # Never real Stripe from the tests, whatever the developer's shell exports: tests that pay point
+        # these at the local stand-in (tests/stripe_standin.py).
+        self.STRIPE_SECRET_KEY = self.STRIPE_WEBHOOK_SECRET = self.STRIPE_API_BASE = None
         self.PASSWORD_METHOD = "pbkdf2:sha256:1000"  # fast hashes keep the suite quick
         # Each test shares one connection; tasks (jobs) run in the caller's thread through the
         # same task function, unless a test runs a real consumer (app.queue.using/running_consumer).

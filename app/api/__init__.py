@@ -25,6 +25,7 @@ from app.api import approvals  # noqa: F401  (approve / reject pending members, 
 from app.api import scheduler  # noqa: F401  (GET /scheduler/runs, issue 12)
 from app.api import notifications  # noqa: F401  (the member's own notifications, issue 12)
 from app.api import referrals  # noqa: F401  (referrals, codes, figures and a member's own, issue 13)
+from app.api import dues  # noqa: F401  (tiers, payments, a member's and the caller's own, issue 14)
 from app.api.context import bp, is_api_path
 from app.api.reference import init_reference
 from app.extensions import csrf

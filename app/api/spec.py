@@ -68,6 +68,7 @@ TAGS = {tag.name: tag for tag in (
     Tag(name="cards", description="Membership cards: issue, lifecycle, QR code, PDF and public verification."),
     Tag(name="referrals", description="Referrals: who brought whom, codes and join links, the points ledger, "
                                       "leaderboards and the funnel."),
+    Tag(name="payments", description="Dues: membership tiers, payments (online and recorded by staff), receipts."),
     Tag(name="me", description="Self-service: the signed-in member's own profile, card and events."),
     Tag(name="jobs", description="Long work (imports, card printing) running in the background: progress, "
                                  "result and files."),

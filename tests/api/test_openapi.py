@@ -227,6 +227,15 @@ def test_every_operation_answers_as_documented(api, as_super, staff, tree, make_
     call("get", "/referrals/stats", 200, query_string={"unit_id": tree["c1"].id, "level": 3, "limit": 5})
     call("get", "/referrals/code/{code}", 200, ids=refs, client=api)  # public: no token
     call("get", "/me/referrals", 200, **mine)
+    # dues (issue 14): tiers, a payment recorded by staff, the lists
+    from app.services.dues import tiers as dues_tiers
+
+    tier = dues_tiers.create_tier(None, {"name": "Tour tier", "price": "10", "currency": "ZMW", "duration_months": "12"})
+    call("get", "/tiers", 200)
+    call("post", "/payments", 201, json={"member_id": member.id, "tier_id": tier.id, "method": "cash"})
+    call("get", "/payments", 200, query_string={"status": "completed", "method": "cash"})
+    call("get", "/members/{member_id}/payments", 200, ids=refs)
+    call("get", "/me/payments", 200, **mine)
     token_of_card = cards.card_token(cards.current_card(member))
     called.add(("post", "/cards/verify"))
     assert api.post("/cards/verify", json={"token": token_of_card}).get_json()["status"] == "valid"

@@ -328,6 +328,14 @@ ROWS = [
     Row("referrals.withdraw", "POST", "/admin/referrals/{referral}/withdraw", "referrals.update", "referral",
         {"reason": "matrix"}, form=True),
     Row("referral_stats.index", "GET", "/admin/referrals/statistics/?unit_id={unit}", "referrals.read", "unit"),
+    # --- API: dues (issue 14): a payment lives where it was paid; recording one names the member in the body
+    Row("api.list_tiers", "GET", "/api/v1/tiers", "api"),
+    Row("api.list_payments", "GET", "/api/v1/payments", "payments.read"),
+    Row("api.record_payment", "POST", "/api/v1/payments", "payments.create", "member",
+        {"member_id": "{member}", "tier_id": "{tier}", "method": "cash"}, reads="payments.read", in_body=True),
+    Row("api.member_payments", "GET", "/api/v1/members/{member}/payments", "payments.read", "member",
+        reads="members.read"),
+    Row("api.my_payments", "GET", "/api/v1/me/payments", "profile.read_own", own=True),
     # --- API: referrals (issue 13): a referral lives where its referrer belongs; {referral} is a pending
     # invitation of the side's member, {credited_referral} a referral of theirs that earned points
     Row("api.list_referrals", "GET", "/api/v1/referrals?unit_id={unit}", "referrals.read", "unit"),
