@@ -75,6 +75,9 @@ def init_blueprints(app: Flask) -> None:
     app.register_blueprint(portal_bp)
     app.register_blueprint(verify_bp)  # public card check (issue #4)
     app.register_blueprint(verify_index_bp)  # /verify/: type a card number or paste a code (issue #11)
+    from app.webhooks import bp as webhooks_bp
+
+    app.register_blueprint(webhooks_bp)  # POST /webhooks/stripe: dues paid online (issue 14)
     init_api(app)
 
 
