@@ -429,7 +429,9 @@ PUBLIC = {("api.issue_token", "POST"), ("api.openapi_document", "GET"), ("api.ve
           ("portal.confirm_email", "GET"), ("portal.confirm_email", "POST"),
           # notifications (issue 12): the one-click unsubscribe link (a signed token in the path) and the bell's
           # htmx fragment (286 "stop polling" when signed out): tests/portal/test_notifications.py
-          ("portal.unsubscribe", "GET"), ("portal.unsubscribe", "POST"), ("portal.notifications_bell", "GET")}
+          ("portal.unsubscribe", "GET"), ("portal.unsubscribe", "POST"), ("portal.notifications_bell", "GET"),
+          # Stripe's webhook (issue 14): no session, a signed body instead: tests/services/test_dues_online.py
+          ("webhooks.stripe_webhook", "POST")}
 # Outside the matrix: sign-in, the public verification pages (the QR's and the /verify/ index), static files.
 EXCLUDED_BLUEPRINTS = {"auth", "verify", "verify_index"}
 EXCLUDED_ENDPOINTS = {"static", "admin.static"}
