@@ -12,6 +12,8 @@
   change requests, "my data" (JSON), erasure request; email-change links.
 - ``referrals``: ``/referrals``, "Refer a friend": the member's code, join
   link and QR, share buttons, invitations, points and ranks.
+- ``dues``: ``/dues``, "Pay dues / renew": tiers, paying online (Stripe
+  Checkout), the return page that re-reads the session, the member's payments.
 - ``notifications``: ``/notifications`` (the bell's list, mark read), mail
   preferences, ``/unsubscribe/<token>`` (one-click, no sign-in).
 
@@ -22,7 +24,7 @@ commits once. Pages work from 360 px wide; scripts live in app/static/js
 (the Content-Security-Policy runs no inline script).
 """
 
-from app.portal import card, events, home, join, notifications, profile, referrals  # noqa: F401  (each attaches its routes to ``bp``)
+from app.portal import card, dues, events, home, join, notifications, profile, referrals  # noqa: F401  (each attaches its routes to ``bp``)
 from app.portal.blueprint import bp
 
 __all__ = ["bp"]

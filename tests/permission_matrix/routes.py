@@ -363,6 +363,9 @@ ROWS = [
     Row("api.cancel_my_registration", "DELETE", "/api/v1/events/{event}/register", "events.register", "event",
         own=True),
     # --- the member portal (self-service pages; "/" is a landing page for anyone)
+    # dues (issue 14): the member's own payments; paying online starts from their own record
+    Row("portal.dues_page", "GET", "/dues", "profile.read_own", own=True),
+    Row("portal.dues_pay", "POST", "/dues/pay", "profile.read_own", body={"tier_id": "{tier}"}, own=True),
     # referrals (issue 13): the member's own code, link and invitations
     Row("portal.referrals", "GET", "/referrals", "referrals.read_own", own=True),
     Row("portal.referrals", "POST", "/referrals", "referrals.create",
@@ -431,7 +434,9 @@ PUBLIC = {("api.issue_token", "POST"), ("api.openapi_document", "GET"), ("api.ve
           # htmx fragment (286 "stop polling" when signed out): tests/portal/test_notifications.py
           ("portal.unsubscribe", "GET"), ("portal.unsubscribe", "POST"), ("portal.notifications_bell", "GET"),
           # Stripe's webhook (issue 14): no session, a signed body instead: tests/services/test_dues_online.py
-          ("webhooks.stripe_webhook", "POST")}
+          ("webhooks.stripe_webhook", "POST"),
+          # the return from Stripe names one member's Checkout Session: tests/portal/test_dues.py
+          ("portal.dues_done", "GET")}
 # Outside the matrix: sign-in, the public verification pages (the QR's and the /verify/ index), static files.
 EXCLUDED_BLUEPRINTS = {"auth", "verify", "verify_index"}
 EXCLUDED_ENDPOINTS = {"static", "admin.static"}

@@ -1,0 +1,75 @@
+"""``/dues`` as a member meets it: tiers, paying online at the local Stripe stand-in, the return page.
+
+The return page never trusts the redirect: before Stripe says "paid" it
+waits; after, it shows the receipt, whether or not the webhook came first.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import MembershipCard, Payment
+from app.services import cards
+from app.services.dues import tiers
+from tests.portal.conftest import post, text
+from tests.stripe_standin import standin_fixture
+
+stripe_standin = standin_fixture()
+
+
+@pytest.fixture()
+def annual(staff):
+    tier = tiers.create_tier(staff["admin"], {"name": "Annual", "price": "150", "currency": "ZMW",
+                                              "duration_months": "12"})
+    db.session.commit()
+    return tier
+
+
+def test_without_stripe_the_page_says_to_pay_a_treasurer(portal, annual):
+    page = text(portal.get("/dues"))
+    assert "Annual" in page and "150.00 ZMW" in page
+    assert 'id="offline-note"' in page and "Pay online" not in page
+    assert "No payments yet" in page
+
+
+def test_paying_online_goes_to_stripe_and_the_return_page_rereads_the_session(portal, member, annual,
+                                                                              stripe_standin, app):
+    card = cards.issue_card(None, member)
+    before = card.expires_on
+    db.session.commit()
+    assert "Pay online" in text(portal.get("/dues"))
+    response = post(portal, "/dues/pay", {"tier_id": annual.id})
+    assert response.status_code == 303 and response.headers["Location"].startswith(stripe_standin.base_url)
+    payment = db.session.scalar(select(Payment).where(Payment.member_id == member.id))
+    [sent] = stripe_standin.requests_to("POST", "/v1/checkout/sessions")
+    assert sent.form["success_url"] == f"{app.config['PUBLIC_URL']}/dues/done?session_id={{CHECKOUT_SESSION_ID}}"
+
+    waiting = portal.get(f"/dues/done?session_id={payment.stripe_session_id}")  # back before paying: no trust
+    assert 'data-status="pending"' in text(waiting) and 'id="waiting"' in text(waiting)
+    stripe_standin.pay(payment.stripe_session_id)
+    done = text(portal.get(f"/dues/done?session_id={payment.stripe_session_id}"))
+    receipt = re.search(r'id="receipt-number">([^<]+)<', done).group(1)
+    db.session.expire_all()
+    card = db.session.get(MembershipCard, card.id)
+    assert receipt.startswith("R-") and card.expires_on > before
+    assert receipt in text(portal.get("/dues"))
+
+
+def test_someone_elses_session_is_not_found(portal, other, annual, stripe_standin):
+    from app.services.dues import online
+
+    payment, _url = online.start_checkout(other, annual, success_url="http://x/{CHECKOUT_SESSION_ID}",
+                                          cancel_url="http://x")
+    db.session.commit()
+    assert portal.get(f"/dues/done?session_id={payment.stripe_session_id}").status_code == 404
+    assert portal.get("/dues/done").status_code == 404
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(client):
+    for path in ("/dues", "/dues/done?session_id=cs_test_1"):
+        response = client.get(path)
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
