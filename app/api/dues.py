@@ -13,12 +13,14 @@ area 404, inside it without the right 403.
   receipt number allocated in the same commit.
 - ``GET /members/{id}/payments`` (payments.read), ``GET /me/payments`` (the
   caller's own membership record).
+- ``GET /payments/{id}/receipt``: the PDF receipt (staff in scope, or the payer).
 """
 
 from __future__ import annotations
 
 from datetime import date
 
+from flask import Response
 from pydantic import Field
 from sqlalchemy import func, select
 
@@ -27,12 +29,12 @@ from app.api.context import actor, bp
 from app.api.errors import ApiError
 from app.api.schema import Body, Choice, Id, Out, OutId, Page, PageQuery, QueryChoice, Text, Timestamp
 from app.api.serialize import page_of
-from app.api.spec import operation
+from app.api.spec import BINARY, Content, operation
 from app.extensions import db
 from app.models import MANUAL_METHODS, PAYMENT_METHODS, PAYMENT_STATUSES
 from app.security import has_permission, load_for, permits, scoped
 from app.services import dues, self_service
-from app.services.dues import tiers
+from app.services.dues import receipts, tiers
 
 
 class Tier(Out):
@@ -192,3 +194,24 @@ def my_payments(query: PageQuery):
     member = self_service.own_member(actor())
     stmt = select(models.Payment).where(models.Payment.member_id == member.id)
     return _page(stmt, query, "api.my_payments")
+
+
+@bp.get("/payments/<pk:payment_id>/receipt")
+@operation("payments", responses={200: (Content({"application/pdf": BINARY}), "The receipt, one A4 page.")},
+           errors=(403, 404, 409))
+def payment_receipt(payment_id: int):
+    """A payment's receipt
+
+    The PDF receipt of a fulfilled payment (a refunded one is marked so): staff with payments.read where it was
+    paid, or the member who paid. 409 while the payment has no receipt (pending, failed, cancelled, held).
+    """
+    me = actor()
+    payment = db.session.get(models.Payment, payment_id)
+    own = payment is not None and getattr(getattr(me, "member", None), "id", None) == payment.member_id
+    if not own:
+        payment = load_for(me, models.Payment, payment_id, dues.READ, message="You may not see this payment.")
+    body = receipts.render_receipt_pdf(payment)
+    response = Response(body, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="{receipts.receipt_filename(payment)}"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

@@ -10,6 +10,7 @@
   redirect proves nothing: the session is read again from Stripe and the
   payment completed only if Stripe says it is paid (else the page says it is
   waiting for Stripe's confirmation, which the webhook brings).
+- ``/dues/<id>/receipt``: the PDF receipt of one of the member's payments.
 
 Success and cancel links are built on MUSTER_PUBLIC_URL, never the Host
 header. POST views commit once.
@@ -17,7 +18,7 @@ header. POST views commit once.
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -27,7 +28,7 @@ from app.extensions import db
 from app.models import MembershipTier, Payment
 from app.portal.blueprint import actor, bp
 from app.services import dues, mail, self_service
-from app.services.dues import online, stripe_gateway, tiers
+from app.services.dues import online, receipts, stripe_gateway, tiers
 from app.services.errors import ServiceError
 
 
@@ -80,3 +81,22 @@ def dues_done():
         current_app.logger.warning("dues: could not re-read checkout session %s: %s", session_id, exc.message)
     return render_template("portal/dues_done.html", payment=db.session.get(Payment, payment_id),
                            money=dues.format_money)
+
+
+@bp.route("/dues/<int:payment_id>/receipt")
+@login_required
+def dues_receipt(payment_id: int):
+    """The PDF receipt of one of the member's own payments (another member's id: 404)."""
+    member = self_service.own_member(actor())
+    payment = db.session.get(Payment, payment_id)
+    if payment is None or payment.member_id != member.id:
+        abort(404)
+    try:
+        body = receipts.render_receipt_pdf(payment)
+    except ServiceError as exc:
+        flash(exc.message, "warning")
+        return redirect(url_for("portal.dues_page"))
+    response = Response(body, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="{receipts.receipt_filename(payment)}"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

@@ -83,3 +83,17 @@ def test_lists_are_scoped_and_a_member_reads_their_own(api, as_coord, as_admin, 
     payer = ApiClient(api.client).login("payer@test.org")
     own = payer.get("/me/payments").get_json()
     assert [p["member"]["id"] for p in own["items"]] == [mine.id] and own["items"][0]["receipt_number"]
+
+
+def test_receipts_for_staff_in_scope_and_the_payer(as_coord, annual, tree, make_member, staff):
+    from app.services import dues
+
+    here = dues.record_manual(staff["admin"], make_member(tree["w1"]), {"tier_id": annual.id, "method": "cash"})
+    there = dues.record_manual(staff["admin"], make_member(tree["w4"]), {"tier_id": annual.id, "method": "cash"})
+    pending = dues.new_payment(make_member(tree["w1"]), annual, "stripe")
+    db.session.commit()
+    response = as_coord.get(f"/payments/{here.id}/receipt")
+    assert response.status_code == 200 and response.mimetype == "application/pdf"
+    assert here.receipt_number in response.headers["Content-Disposition"]
+    assert_error(as_coord.get(f"/payments/{there.id}/receipt"), 404)
+    assert_error(as_coord.get(f"/payments/{pending.id}/receipt"), 409)

@@ -232,7 +232,8 @@ def test_every_operation_answers_as_documented(api, as_super, staff, tree, make_
 
     tier = dues_tiers.create_tier(None, {"name": "Tour tier", "price": "10", "currency": "ZMW", "duration_months": "12"})
     call("get", "/tiers", 200)
-    call("post", "/payments", 201, json={"member_id": member.id, "tier_id": tier.id, "method": "cash"})
+    paid = call("post", "/payments", 201, json={"member_id": member.id, "tier_id": tier.id, "method": "cash"})
+    call("get", "/payments/{payment_id}/receipt", 200, ids={"payment_id": paid["id"]})
     call("get", "/payments", 200, query_string={"status": "completed", "method": "cash"})
     call("get", "/members/{member_id}/payments", 200, ids=refs)
     call("get", "/me/payments", 200, **mine)

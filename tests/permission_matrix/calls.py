@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Job, Member, Referral, User
+from app.models import Job, Member, MembershipTier, Referral, User
 from app.services import imports as import_service
 from app.services import jobs
 from tests.conftest import PASSWORD, csrf_token_from, login
@@ -85,6 +85,20 @@ def add_invitations(world, principal: str) -> None:
                                                                Referral.status == "pending"))
         world[side]["my_invitation"] = existing or referrals.record_prospect(
             member, "Matrix invitation", f"+26097{member.id:07d}", None).id
+    db.session.commit()
+
+
+def add_payments(world, principal: str) -> None:
+    """A receipted payment of the principal's own member record ({my_payment}); another member's without one."""
+    from app.services import dues
+
+    user = db.session.scalar(select(User).where(User.email == PRINCIPALS[principal].email)) \
+        if PRINCIPALS[principal].email else None
+    tier = db.session.get(MembershipTier, world["in"]["tier"])
+    for side in world:
+        member = user.member if user is not None and user.member is not None else \
+            db.session.get(Member, world[side]["member"])
+        world[side]["my_payment"] = dues.record_manual(None, member, {"tier_id": tier.id, "method": "cash"}).id
     db.session.commit()
 
 

@@ -121,7 +121,8 @@ def _build() -> dict[str, Any]:
     photo = _photo()
     roles = {name: rbac.role_by_name(name).id for name in ("member", "ward_coordinator")}
     matrix_role = rbac.create_role(None, "matrix_role", "", ["members.read"])
-    from app.services.dues import tiers  # dues (issue 14): one tier for every side
+    from app.services import dues  # dues (issue 14): one tier for every side
+    from app.services.dues import tiers
 
     tier = tiers.create_tier(None, {"name": "Matrix tier", "price": "10", "currency": "ZMW", "duration_months": "12"})
     sides: dict[str, dict[str, Any]] = {}
@@ -163,6 +164,8 @@ def _build() -> dict[str, Any]:
             # Referrals of the side's member (issue 13): {referral}, {credited_referral}, {referral_code}.
             **_referrals(make, member, side),
             "tier": tier.id,
+            # A receipted cash payment of the side's member (issue 14).
+            "payment": dues.record_manual(None, member, {"tier_id": tier.id, "method": "cash"}).id,
             "role": matrix_role.id, "member_role": roles["member"], "coord_role": roles["ward_coordinator"],
             "csv_file": Upload("members.csv", CSV.read_bytes()), "pdf_file": Upload("minutes.pdf", PDF),
         }

@@ -336,6 +336,7 @@ ROWS = [
     Row("api.member_payments", "GET", "/api/v1/members/{member}/payments", "payments.read", "member",
         reads="members.read"),
     Row("api.my_payments", "GET", "/api/v1/me/payments", "profile.read_own", own=True),
+    Row("api.payment_receipt", "GET", "/api/v1/payments/{payment}/receipt", "payments.read", "payment"),
     # --- API: referrals (issue 13): a referral lives where its referrer belongs; {referral} is a pending
     # invitation of the side's member, {credited_referral} a referral of theirs that earned points
     Row("api.list_referrals", "GET", "/api/v1/referrals?unit_id={unit}", "referrals.read", "unit"),
@@ -366,6 +367,8 @@ ROWS = [
     # dues (issue 14): the member's own payments; paying online starts from their own record
     Row("portal.dues_page", "GET", "/dues", "profile.read_own", own=True),
     Row("portal.dues_pay", "POST", "/dues/pay", "profile.read_own", body={"tier_id": "{tier}"}, own=True),
+    # {my_payment}: a receipted payment of the caller's own member record (calls.add_payments)
+    Row("portal.dues_receipt", "GET", "/dues/{my_payment}/receipt", "profile.read_own", own=True),
     # referrals (issue 13): the member's own code, link and invitations
     Row("portal.referrals", "GET", "/referrals", "referrals.read_own", own=True),
     Row("portal.referrals", "POST", "/referrals", "referrals.create",

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from app.extensions import db
 from app.models import AuditEntry, Member
 from tests.permission_matrix.calls import (
-    Caller, add_invitations, add_jobs, add_notifications, add_uploads, verdict,
+    Caller, add_invitations, add_jobs, add_notifications, add_payments, add_uploads, verdict,
 )
 from tests.permission_matrix.routes import BULK, EXCLUDED_BLUEPRINTS, EXCLUDED_ENDPOINTS, PUBLIC, ROWS, SWITCHED_OFF
 from tests.permission_matrix.rules import PRINCIPALS, expected, sides
@@ -32,6 +32,8 @@ def test_matrix(client, world, principal, row):
         add_notifications(world, principal)
     if "{my_invitation}" in row.path:
         add_invitations(world, principal)
+    if "{my_payment}" in row.path:
+        add_payments(world, principal)
     wrong = []
     for side in sides(row.obj):
         response = caller.call(row, world[side])

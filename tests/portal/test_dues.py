@@ -73,3 +73,16 @@ def test_signed_out_visitors_are_sent_to_sign_in(client):
     for path in ("/dues", "/dues/done?session_id=cs_test_1"):
         response = client.get(path)
         assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_a_member_downloads_their_own_receipts_only(portal, member, other, annual, staff):
+    from app.services import dues
+
+    mine = dues.record_manual(staff["admin"], member, {"tier_id": annual.id, "method": "cash"})
+    theirs = dues.record_manual(staff["admin"], other, {"tier_id": annual.id, "method": "cash"})
+    db.session.commit()
+    assert f"/dues/{mine.id}/receipt" in text(portal.get("/dues"))
+    response = portal.get(f"/dues/{mine.id}/receipt")
+    assert response.mimetype == "application/pdf" and response.data.startswith(b"%PDF")
+    assert mine.receipt_number in response.headers["Content-Disposition"]
+    assert portal.get(f"/dues/{theirs.id}/receipt").status_code == 404
