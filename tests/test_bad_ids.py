@@ -97,6 +97,14 @@ def _notification(member) -> int:
     return notifications.notify(member, "card.issued", "Probe").id
 
 
+def _payment(member) -> int:
+    from app.services import dues
+    from app.services.dues import tiers
+
+    tier = tiers.create_tier(None, {"name": "Probe tier", "price": "1", "currency": "ZMW", "duration_months": "1"})
+    return dues.record_manual(None, member, {"tier_id": tier.id, "method": "cash"}).id
+
+
 def _referral(member) -> int:
     from app.services import referrals
 
@@ -148,6 +156,8 @@ def world(app, tree, staff, make_user, make_member, monkeypatch):
         **_member_requests(member),
         # a referral made by that member (issue 13): console and API referral pages
         "referral_id": _referral(member),
+        # a receipted payment of that member (issue 14): receipts in the portal, the API and the console
+        "payment_id": _payment(member),
     }
     monkeypatch.setattr(app, "request_class", _RecordingRequest)
     # Errors answer 500 as in production instead of reaching the test as exceptions.
