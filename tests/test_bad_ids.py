@@ -27,7 +27,7 @@ from PIL import Image
 from werkzeug.datastructures import ImmutableMultiDict
 
 from app.extensions import db
-from app.models import Job
+from app.models import Job, Payment
 from app.models.base import utcnow
 from app.request import MusterRequest
 from app.services import cards as card_service
@@ -159,6 +159,7 @@ def world(app, tree, staff, make_user, make_member, monkeypatch):
         # a receipted payment of that member (issue 14): receipts in the portal, the API and the console
         "payment_id": _payment(member),
     }
+    ids["tier_id"] = db.session.get(Payment, ids["payment_id"]).tier_id
     monkeypatch.setattr(app, "request_class", _RecordingRequest)
     # Errors answer 500 as in production instead of reaching the test as exceptions.
     monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)

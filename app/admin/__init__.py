@@ -21,6 +21,7 @@ def init_admin(app: Flask) -> Admin:
     from app.admin import change_requests
     from app.admin import referral_stats, referrals
     from app.admin import scheduler
+    from app.admin import dues
 
     admin = Admin(
         app,
@@ -42,6 +43,7 @@ def init_admin(app: Flask) -> Admin:
     jobs.register(admin)
     mail.register(admin)  # Outgoing mail (issue #10)
     scheduler.register(admin)  # Scheduler: the sweeps and their runs (issue 12)
+    dues.register(admin)  # Dues: payments, record a payment, refunds, tiers (issue 14)
     from app.admin import reminders
 
     reminders.register(admin)  # Reminders: schedule, delivery log, settings (issue 12)

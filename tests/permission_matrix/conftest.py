@@ -163,7 +163,7 @@ def _build() -> dict[str, Any]:
             **_requests(member),
             # Referrals of the side's member (issue 13): {referral}, {credited_referral}, {referral_code}.
             **_referrals(make, member, side),
-            "tier": tier.id,
+            "tier": tier.id, "member_number": member.membership_number,
             # A receipted cash payment of the side's member (issue 14).
             "payment": dues.record_manual(None, member, {"tier_id": tier.id, "method": "cash"}).id,
             "role": matrix_role.id, "member_role": roles["member"], "coord_role": roles["ward_coordinator"],

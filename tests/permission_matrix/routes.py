@@ -328,6 +328,26 @@ ROWS = [
     Row("referrals.withdraw", "POST", "/admin/referrals/{referral}/withdraw", "referrals.update", "referral",
         {"reason": "matrix"}, form=True),
     Row("referral_stats.index", "GET", "/admin/referrals/statistics/?unit_id={unit}", "referrals.read", "unit"),
+    # dues (issue 14): payments live where they were paid; refunding needs payments.refund over the payment;
+    # tiers are managed with payments.refund everywhere; recording names the member by number in the form
+    Row("dues_payments.index", "GET", "/admin/dues/payments/", "payments.read"),
+    Row("dues_payments.refund", "GET", "/admin/dues/payments/{payment}/refund", "payments.refund", "payment",
+        reads="payments.read"),
+    Row("dues_payments.refund", "POST", "/admin/dues/payments/{payment}/refund", "payments.refund", "payment",
+        {"reason": "matrix"}, reads="payments.read", form=True),
+    Row("dues_record.index", "GET", "/admin/dues/record/", "payments.create"),
+    Row("dues_record.index", "POST", "/admin/dues/record/", "payments.create", "member",
+        {"membership_number": "{member_number}", "tier_id": "{tier}", "method": "cash"}, reads="payments.read",
+        in_body=True, form=True),
+    Row("dues_tiers.index", "GET", "/admin/dues/tiers/", "payments.read"),
+    Row("dues_tiers.create", "GET", "/admin/dues/tiers/new", "payments.refund", global_only=True),
+    Row("dues_tiers.create", "POST", "/admin/dues/tiers/new", "payments.refund", body={
+        "name": "Matrix new", "price": "5", "currency": "ZMW", "duration_months": "6", "card_type": "standard"},
+        global_only=True, form=True),
+    Row("dues_tiers.edit", "GET", "/admin/dues/tiers/{tier}/edit", "payments.refund", global_only=True),
+    Row("dues_tiers.edit", "POST", "/admin/dues/tiers/{tier}/edit", "payments.refund", body={
+        "name": "Matrix tier", "price": "6", "currency": "ZMW", "duration_months": "12", "card_type": "standard",
+        "active": "y"}, global_only=True, form=True),
     # --- API: dues (issue 14): a payment lives where it was paid; recording one names the member in the body
     Row("api.list_tiers", "GET", "/api/v1/tiers", "api"),
     Row("api.list_payments", "GET", "/api/v1/payments", "payments.read"),
