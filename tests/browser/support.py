@@ -42,10 +42,20 @@ def fits(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+def open_menu(page) -> None:
+    """Unfold the portal menu (narrow screens) and wait until it has finished opening.
+
+    Bootstrap animates the opening ("collapsing"); a click on an item while it
+    still moves can land elsewhere when the machine is busy.
+    """
+    page.click(".navbar-toggler")
+    page.wait_for_selector("#portal-nav.collapse.show")
+
+
 def menu(page, link_id: str) -> None:
     """Open the folded portal menu (narrow screens) if need be and follow one of its links."""
     if not page.locator(f"#{link_id}").is_visible():
-        page.click(".navbar-toggler")
+        open_menu(page)
     with page.expect_navigation():
         page.click(f"#{link_id}")
 

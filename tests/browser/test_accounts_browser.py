@@ -10,7 +10,7 @@ import re
 import pytest
 
 from app.extensions import db
-from tests.browser.support import PHONE, fits, submit
+from tests.browser.support import PHONE, fits, open_menu, submit
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -60,7 +60,7 @@ def test_forgot_password_to_sign_in_on_a_phone(live_server, browser, tree, make_
 
         # Change it again from the menu.
         if not page.locator("#nav-password").is_visible():
-            page.click(".navbar-toggler")
+            open_menu(page)
         with page.expect_navigation():
             page.click("#nav-password")
         assert fits(page)

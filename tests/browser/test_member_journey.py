@@ -33,6 +33,7 @@ from tests.browser.support import (
     fits,
     link_in,
     menu,
+    open_menu,
     phone_page,
     sign_in,
     submit,
@@ -169,7 +170,7 @@ def test_a_person_joins_on_a_phone_and_uses_the_portal(live_server, browser, tre
 
         # 7. Sign out, forget the password, reset it from the mail, sign in with the new one only.
         if not phone.locator("#sign-out").is_visible():
-            phone.click(".navbar-toggler")
+            open_menu(phone)
         submit(phone, "#sign-out")
         with phone.expect_navigation():
             phone.click("#forgot-link")

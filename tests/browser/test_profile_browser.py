@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from app.extensions import db
-from tests.browser.support import PHONE, fits, shot, sign_in
+from tests.browser.support import PHONE, fits, open_menu, shot, sign_in
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -30,7 +30,7 @@ def test_change_request_approved_by_the_coordinator_shows_on_the_profile(live_se
     console.set_default_timeout(15_000)
     try:
         sign_in(page, live_server, "chanda@test.org", PASSWORD)
-        page.click(".navbar-toggler")
+        open_menu(page)
         with page.expect_navigation():
             page.click("#nav-profile")
         assert page.locator("h1").inner_text() == "My profile"
