@@ -21,14 +21,13 @@ views parse the request, call the service, commit once and render.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from math import ceil
 from typing import Any
 
 from flask import flash, redirect, request, url_for
 from flask_admin import expose
-from sqlalchemy import false, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from wtforms import SelectField, StringField, TextAreaField
 
@@ -37,18 +36,16 @@ from app.admin.base import SecureView, committing, current_actor, page_arg, staf
 from app.admin.widgets import ConsoleForm, unit_label, units_in_scope
 from app.extensions import db
 from app.models import MANUAL_METHODS, PAYMENT_STATUSES, PAYMENT_METHODS, Member, Payment, Unit
-from app.models.base import utcnow
-from app.security import can, load_for, permits, scope_filter, scoped, subtree_unit_ids
+from app.security import load_for, permits, scoped
 from app.services import dues
+from app.services.dues import payments
 from app.services.dues.tiers import active_tiers, parse_price
-from app.services.inputs import parse_id
+from app.services.errors import ValidationErrors
 
 PAGE_SIZE = 25
 FILTER_FIELDS = ("status", "method", "unit_id", "since", "until")
 STATUS_BADGES = {"pending": "info", "completed": "success", "failed": "danger", "refunded": "secondary",
                  "cancelled": "secondary"}
-# The same words for an unknown unit and one outside the user's area, so the filter reveals nothing.
-UNIT_UNSEEN = "That unit does not exist or is outside your area."
 NO_MEMBER = "There is no such member in your area: check the membership number."
 AMOUNT_BAD = "Give the amount paid as a number, for example 120 or 120.50, or leave it empty."
 
@@ -58,81 +55,6 @@ def until_text(day: date | None) -> str:
 
 
 # --- the list ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Filters:
-    status: str | None
-    method: str | None
-    unit_id: int | None
-    since: date | None
-    until: date | None
-
-
-def _date(raw: str, errors: dict[str, str], name: str) -> date | None:
-    if not raw:
-        return None
-    try:
-        if len(raw) != 10:
-            raise ValueError(raw)
-        return date.fromisoformat(raw)
-    except ValueError:
-        errors[name] = "Give a date as YYYY-MM-DD, for example 2027-01-31."
-        return None
-
-
-def parse_filters(args: dict[str, str]) -> Filters:
-    """The list's filters from the query string; ``errors`` holds every bad one (the caller shows them all)."""
-    errors: dict[str, str] = {}
-    status = args.get("status", "").lower() or None
-    if status is not None and status not in PAYMENT_STATUSES:
-        errors["status"] = "Choose a status: " + ", ".join(dues.STATUS_LABELS[s].lower() for s in PAYMENT_STATUSES) + "."
-    method = args.get("method", "").lower() or None
-    if method is not None and method not in PAYMENT_METHODS:
-        errors["method"] = "Choose a method: " + ", ".join(dues.METHOD_LABELS[m].lower() for m in PAYMENT_METHODS) + "."
-    unit_id = None
-    if args.get("unit_id"):
-        unit_id = parse_id(args["unit_id"])
-        unit = db.session.get(Unit, unit_id) if unit_id is not None else None
-        if unit is None or not can(current_actor(), dues.READ, unit):
-            errors["unit_id"] = UNIT_UNSEEN
-    since = _date(args.get("since", ""), errors, "since")
-    until = _date(args.get("until", ""), errors, "until")
-    if since and until and until < since:
-        errors["until"] = "The end date is before the start date."
-    if errors:
-        raise FilterErrors(errors)
-    return Filters(status, method, unit_id, since, until)
-
-
-class FilterErrors(Exception):
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__(errors)
-        self.errors = errors
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min).replace(tzinfo=utcnow().tzinfo)
-
-
-def list_clauses(actor: Any, filters: Filters) -> list:
-    """The WHERE of the list, its count and its totals: the user's scope, then the filters."""
-    clauses: list = []
-    scope = scope_filter(actor, dues.READ, Payment)
-    if scope is not None:
-        clauses.append(scope)
-    if filters.status:
-        clauses.append(Payment.status == filters.status)
-    if filters.method:
-        clauses.append(Payment.method == filters.method)
-    if filters.unit_id is not None:
-        unit = db.session.get(Unit, filters.unit_id)
-        clauses.append(Payment.unit_id.in_(subtree_unit_ids(unit)) if unit is not None else false())
-    if filters.since:
-        clauses.append(Payment.created_at >= _midnight(filters.since))
-    if filters.until and filters.until < date.max:  # both days included; 9999-12-31 has no next day
-        clauses.append(Payment.created_at < _midnight(filters.until + timedelta(days=1)))
-    return clauses
 
 
 class PaymentForm(ConsoleForm):
@@ -161,11 +83,11 @@ class PaymentsView(SecureView):
         rows: list[Payment] = []
         total, totals = 0, []
         try:
-            filters = parse_filters(args)
-        except FilterErrors as exc:
+            filters = payments.parse_filters(actor, args)
+        except ValidationErrors as exc:
             errors, filters = exc.errors, None
         if filters is not None:
-            where = list_clauses(actor, filters)
+            where = payments.list_clauses(actor, filters)
             total = db.session.scalar(select(func.count(Payment.id)).where(*where)) or 0
             rows = list(db.session.scalars(
                 select(Payment).where(*where).options(selectinload(Payment.member), selectinload(Payment.tier))

@@ -32,9 +32,9 @@ from app.api.serialize import page_of
 from app.api.spec import BINARY, Content, operation
 from app.extensions import db
 from app.models import MANUAL_METHODS, PAYMENT_METHODS, PAYMENT_STATUSES
-from app.security import has_permission, load_for, permits, scoped
+from app.security import has_permission, load_for, permits
 from app.services import dues, self_service
-from app.services.dues import receipts, tiers
+from app.services.dues import payments, receipts, tiers
 
 
 class Tier(Out):
@@ -140,11 +140,9 @@ def list_payments(query: PaymentListQuery):
 
     The payments made in your payments.read area, newest first; filter by status and method.
     """
-    stmt = scoped(select(models.Payment), actor(), dues.READ)
-    if query.status:
-        stmt = stmt.where(models.Payment.status == query.status)
-    if query.method:
-        stmt = stmt.where(models.Payment.method == query.method)
+    me = actor()
+    filters = payments.parse_filters(me, {"status": query.status or "", "method": query.method or ""})
+    stmt = select(models.Payment).where(*payments.list_clauses(me, filters))
     return _page(stmt, query, "api.list_payments", status=query.status, method=query.method)
 
 

@@ -166,23 +166,31 @@ def _retire_expired_current(actor, member: Member, today: date) -> None:
         )
 
 
-def issue_card(actor, member: Member, card_type: str = "standard", *, reason: str = "") -> MembershipCard:
+_TYPE_PERIOD: Any = object()  # issue_cards' default: the card type's own validity period
+
+
+def issue_card(actor, member: Member, card_type: str = "standard", *, reason: str = "",
+               months: Any = _TYPE_PERIOD, today: date | None = None) -> MembershipCard:
     """A new active card for an active member who has no current card."""
-    return issue_cards(actor, [member], card_type, reason=reason)[0]
+    return issue_cards(actor, [member], card_type, reason=reason, months=months, today=today)[0]
 
 
 def issue_cards(actor, members: Iterable[Member], card_type: str = "standard", *,
-                reason: str = "") -> list[MembershipCard]:
-    """New cards for several members at once (numbers allocated in one block)."""
+                reason: str = "", months: Any = _TYPE_PERIOD, today: date | None = None) -> list[MembershipCard]:
+    """New cards for several members at once (numbers allocated in one block).
+
+    ``months`` overrides the type's period (a paid tier's duration; None: for life).
+    """
     card_type = check_card_type(card_type)
     members = list(members)
-    today = date.today()
+    today = today or date.today()
     for member in members:
         _check_scope(actor, member, "cards.create")
         check_member_active(member, "issuing a card")
         _retire_expired_current(actor, member, today)
     numbers = next_card_numbers(today.year, len(members)) if members else []
-    months = card_months(card_type)
+    if months is _TYPE_PERIOD:
+        months = card_months(card_type)
     cards = []
     for member, number in zip(members, numbers):
         card = MembershipCard(

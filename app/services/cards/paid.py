@@ -55,9 +55,7 @@ def extend_for_payment(member: Member, card_type: str, months: int | None, reaso
     usable = card is not None and card.status in ("active", "expired")
     if not usable:
         _retire_expired_current(None, member, today)
-        new = issue_card(None, member, card_type, reason=reason)
-        new.expires_on = add_months(today, months) if months is not None else None
-        db.session.flush()
+        new = issue_card(None, member, card_type, reason=reason, months=months, today=today)
         return Extension(new, None, new.expires_on, True)
     assert card is not None
     before = card.expires_on
