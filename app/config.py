@@ -223,6 +223,9 @@ class Config:
         # Card lifecycle (issue #12): days after its expiry date an active card is "in grace" (it still
         # verifies, admits at the door and can be renewed) before it expires and its member lapses.
         self.CARD_GRACE_DAYS = int(os.environ.get("MUSTER_GRACE_DAYS", "30"))
+        # Dues (issue 14, app/services/dues/renewal.py): "Renew" is offered from this many days before the
+        # membership's expiry, through the grace period and after it.
+        self.RENEWAL_WINDOW_DAYS = int(os.environ.get("MUSTER_RENEWAL_WINDOW_DAYS", "60"))
         # Registrations of an event still "registered" this long after its end become no-shows.
         self.NO_SHOW_AFTER_HOURS = float(os.environ.get("MUSTER_NO_SHOW_AFTER_HOURS", "2"))
         # Referrals (issue 13, app/services/referrals/): points a referrer earns when the person they

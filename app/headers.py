@@ -4,6 +4,8 @@
   site's own files: no inline ``<script>`` and no ``on...=`` attributes (page
   behaviour lives in ``app/static/js/``; console buttons ask for a
   confirmation with ``data-confirm``), and no framing (``frame-ancestors``).
+  Forms post to this site only, except on the pages whose "Pay online" form
+  redirects to the payment provider (``policy_allowing_form_targets``).
   Styles may still be inline: Flask-Admin, FullCalendar and htmx write them.
 - Every response gets ``nosniff`` and a Referrer-Policy that keeps paths (which
   may hold ids and search terms) on this site.
@@ -23,7 +25,7 @@ from __future__ import annotations
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import SecurityError
 
-CONTENT_SECURITY_POLICY = "; ".join([
+_DIRECTIVES = [
     "default-src 'self'",
     "script-src 'self'",
     "style-src 'self' 'unsafe-inline'",
@@ -35,8 +37,19 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "base-uri 'self'",
     "form-action 'self'",
     "frame-ancestors 'none'",
-])
+]
+CONTENT_SECURITY_POLICY = "; ".join(_DIRECTIVES)
 HSTS = "max-age=31536000"
+
+
+def policy_allowing_form_targets(origins: tuple[str, ...]) -> str:
+    """The policy for a page whose forms lead off the site: a "Pay online" form redirects to the payment page.
+
+    Browsers apply ``form-action`` to the redirects that follow a form too, so
+    the page holding the form must name the payment provider's origin.
+    """
+    extra = " ".join(origins)
+    return "; ".join(f"{d} {extra}" if d.startswith("form-action") and extra else d for d in _DIRECTIVES)
 
 
 def _is_static() -> bool:

@@ -189,41 +189,42 @@ def make_unit(app):
     return make
 
 
-@pytest.fixture()
-def tree(make_unit):
+def build_tree() -> dict[str, Unit]:
     """A small geography: two provinces; the first has two wards in one constituency.
 
     P1 > D1 > C1 > W1, W2 ;  P1 > D2 > C2 > W3 ;  P2 > D3 > C3 > W4
     """
-    p1 = make_unit("Northern", code="P1")
-    d1 = make_unit("Kasama", p1, "D1")
-    c1 = make_unit("Lukashya", d1, "C1")
-    w1 = make_unit("Lukashya Ward 1", c1, "W1")
-    w2 = make_unit("Lukashya Ward 2", c1, "W2")
-    d2 = make_unit("Mbala", p1, "D2")
-    c2 = make_unit("Lunte", d2, "C2")
-    w3 = make_unit("Lunte Ward 1", c2, "W3")
-    p2 = make_unit("Highlands", code="P2")
-    d3 = make_unit("Chipata", p2, "D3")
-    c3 = make_unit("Luangeni", d3, "C3")
-    w4 = make_unit("Luangeni Ward 1", c3, "W4")
+    made: dict[str, Unit] = {}
+    for key, name, parent in (("p1", "Northern", None), ("d1", "Kasama", "p1"), ("c1", "Lukashya", "d1"),
+                              ("w1", "Lukashya Ward 1", "c1"), ("w2", "Lukashya Ward 2", "c1"),
+                              ("d2", "Mbala", "p1"), ("c2", "Lunte", "d2"), ("w3", "Lunte Ward 1", "c2"),
+                              ("p2", "Highlands", None), ("d3", "Chipata", "p2"), ("c3", "Luangeni", "d3"),
+                              ("w4", "Luangeni Ward 1", "c3")):
+        made[key] = geo.create_unit(None, name, key.upper(), made[parent] if parent else None)
     db.session.flush()
-    return {"p1": p1, "d1": d1, "c1": c1, "w1": w1, "w2": w2, "d2": d2, "c2": c2, "w3": w3,
-            "p2": p2, "d3": d3, "c3": c3, "w4": w4}
+    return made
+
+
+@pytest.fixture()
+def tree(app):
+    """``build_tree``: P1 > D1 > C1 > W1, W2 ;  P1 > D2 > C2 > W3 ;  P2 > D3 > C3 > W4."""
+    return build_tree()
+
+
+def new_user(email: str, role: str | None = None, unit: Unit | None = None, member: Member | None = None,
+             password: str = PASSWORD) -> User:
+    """A login with the password ``PASSWORD`` and, given ``role``, that role (at ``unit``; None: everywhere)."""
+    user = User(email=email, password_hash=hash_password(password), member=member)
+    db.session.add(user)
+    db.session.flush()
+    if role:
+        rbac.assign_role(None, user, rbac.role_by_name(role), unit)
+    return user
 
 
 @pytest.fixture()
 def make_user(app):
-    def make(email: str, role: str | None = None, unit: Unit | None = None, member: Member | None = None,
-             password: str = PASSWORD) -> User:
-        user = User(email=email, password_hash=hash_password(password), member=member)
-        db.session.add(user)
-        db.session.flush()
-        if role:
-            rbac.assign_role(None, user, rbac.role_by_name(role), unit)
-        return user
-
-    return make
+    return new_user
 
 
 @pytest.fixture()
@@ -242,15 +243,20 @@ def make_member(app):
     return make
 
 
-@pytest.fixture()
-def staff(tree, make_user):
+def build_staff(tree: dict[str, Unit]) -> dict[str, User]:
     """One user per seed role: super admin, global admin, coordinator of W1, plain member."""
     return {
-        "super_admin": make_user("super@test.org", "super_admin"),
-        "admin": make_user("admin@test.org", "admin"),
-        "coordinator": make_user("coord@test.org", "ward_coordinator", tree["w1"]),
-        "member": make_user("member@test.org", "member"),
+        "super_admin": new_user("super@test.org", "super_admin"),
+        "admin": new_user("admin@test.org", "admin"),
+        "coordinator": new_user("coord@test.org", "ward_coordinator", tree["w1"]),
+        "member": new_user("member@test.org", "member"),
     }
+
+
+@pytest.fixture()
+def staff(tree):
+    """``build_staff``: super admin, global admin, coordinator of W1, plain member."""
+    return build_staff(tree)
 
 
 # --- HTTP helpers ---------------------------------------------------------------------

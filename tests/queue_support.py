@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -64,14 +65,34 @@ def worker_app():
 
 
 def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen:
-    """`flask worker` in a process of its own (a new session: a test may kill it with SIGKILL)."""
+    """`flask worker` in a process of its own (a new session: a test may kill it with SIGKILL).
+
+    A thread collects what it prints as it prints it (``output(proc)``), so a
+    test can wait for a line while the worker runs.
+    """
     full = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
     for name in ("FLASK_APP", "MUSTER_QUEUE_IMMEDIATE"):
         full.pop(name, None)
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "tests.queue_support:worker_app()", "worker", *args],
         cwd=ROOT, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
+    proc.lines = []  # type: ignore[attr-defined]
+    proc.reader = threading.Thread(target=lambda: proc.lines.extend(iter(proc.stdout.readline, "")),  # type: ignore[attr-defined]
+                                   daemon=True)
+    proc.reader.start()  # type: ignore[attr-defined]
+    return proc
+
+
+def output(proc: subprocess.Popen) -> str:
+    """What a worker started by ``start_worker`` has printed so far."""
+    return "".join(proc.lines)  # type: ignore[attr-defined]
+
+
+def wait_started(proc: subprocess.Popen) -> str:
+    """Wait for a worker's start-up line (its reap and re-queue done and reported); return its output so far."""
+    return wait_for(lambda: "Muster worker:" in output(proc) and output(proc), what="the worker to start",
+                    procs=[proc])
 
 
 def stop(proc: subprocess.Popen) -> str:
@@ -83,7 +104,10 @@ def stop(proc: subprocess.Popen) -> str:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-    return proc.stdout.read() if proc.stdout else ""
+    if not hasattr(proc, "reader"):  # a process not started by start_worker
+        return proc.stdout.read() if proc.stdout else ""
+    proc.reader.join(10)
+    return output(proc)
 
 
 def wait_for(check: Callable[[], object], *, what: str, timeout: float = 60.0, procs=()) -> object:
@@ -97,7 +121,7 @@ def wait_for(check: Callable[[], object], *, what: str, timeout: float = 60.0, p
         for proc in procs:
             if proc.poll() is not None:
                 raise AssertionError(f"a worker exited ({proc.returncode}) while waiting for {what}:\n"
-                                     f"{proc.stdout.read() if proc.stdout else ''}")
+                                     f"{stop(proc)}")
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.05)

@@ -19,7 +19,7 @@ from app.extensions import db
 from app.models import Job
 from app.models.base import utcnow
 from app.services import jobs
-from tests.queue_support import start_worker, step_count, steps_done, stop, wait_for
+from tests.queue_support import start_worker, step_count, steps_done, stop, wait_for, wait_started
 
 REDIS_URL = "redis://127.0.0.1:6379/1"
 
@@ -95,6 +95,7 @@ def test_a_job_whose_workers_keep_dying_fails_with_the_reason(committing_app, st
     second = start_worker(_env(committing_app, url, MUSTER_JOB_MAX_ATTEMPTS="1"), "--workers", "1")
     try:
         wait_for(lambda: _state(job_id).state == "failed", what="the reaper to fail the job", procs=[second])
+        wait_started(second)  # the reap commits before the start-up line reports it
     finally:
         output = stop(second)
     row = _state(job_id)

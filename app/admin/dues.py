@@ -17,6 +17,17 @@ views parse the request, call the service, commit once and render.
 - Refund (``/admin/dues/payments/<id>/refund``): a confirmation page with the
   reason it needs, then the POST (CSRF, ``payments.refund``: 404 outside the
   area, 403 without the right); the flash says what happened to the card.
+- Export (``/admin/dues/payments/export?format=csv|xlsx&<the list's filters>``):
+  exactly the filtered list, through ``app.services.dues.export`` (the one
+  export pipeline, audited); a refused export goes back to the list with why.
+- Receipt (``/admin/dues/payments/<id>/receipt``): the PDF for staff who may
+  read the payment (``load_for``: 404 outside the area); one without a receipt
+  yet goes back to the list with the reason (``receipts.check_receipt``).
+- The member's page shows a "Payments" panel (``member_payments_panel``, a
+  template global): their latest payments the user may read, with receipts
+  and "Record a payment" prefilled with the membership number
+  (``/admin/dues/record/?membership_number=``).
+- Reconciliation (``/admin/dues/reconcile/``) is in ``dues_reconcile``.
 """
 
 from __future__ import annotations
@@ -25,22 +36,24 @@ from datetime import date
 from math import ceil
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import Response, flash, redirect, request, url_for
 from flask_admin import expose
+from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from wtforms import SelectField, StringField, TextAreaField
 
-from app.admin import dues_tiers
+from app.admin import dues_reconcile, dues_report, dues_tiers
 from app.admin.base import SecureView, committing, current_actor, page_arg, staff_can
 from app.admin.widgets import ConsoleForm, unit_label, units_in_scope
 from app.extensions import db
 from app.models import MANUAL_METHODS, PAYMENT_STATUSES, PAYMENT_METHODS, Member, Payment, Unit
 from app.security import load_for, permits, scoped
 from app.services import dues
-from app.services.dues import payments
+from app.services.dues import export as payment_export
+from app.services.dues import payments, receipts
 from app.services.dues.tiers import active_tiers, parse_price
-from app.services.errors import ValidationErrors
+from app.services.errors import ServiceError, ValidationErrors
 
 PAGE_SIZE = 25
 FILTER_FIELDS = ("status", "method", "unit_id", "since", "until")
@@ -48,6 +61,7 @@ STATUS_BADGES = {"pending": "info", "completed": "success", "failed": "danger", 
                  "cancelled": "secondary"}
 NO_MEMBER = "There is no such member in your area: check the membership number."
 AMOUNT_BAD = "Give the amount paid as a number, for example 120 or 120.50, or leave it empty."
+PANEL_SIZE = 10  # the member page's payments panel: the latest ones; the rest are in the payments list
 
 
 def until_text(day: date | None) -> str:
@@ -71,6 +85,11 @@ class RefundForm(ConsoleForm):
     reason = TextAreaField("Reason (required)")
 
 
+def _filter_args() -> dict[str, str]:
+    """The filter fields as typed (kept in the form, the pager and the export links); empty ones dropped."""
+    return {n: request.args.get(n, "").strip() for n in FILTER_FIELDS if request.args.get(n, "").strip()}
+
+
 class PaymentsView(SecureView):
     permission = dues.READ
 
@@ -78,7 +97,7 @@ class PaymentsView(SecureView):
     def index(self):
         actor = current_actor()
         page = page_arg()
-        args = {n: request.args.get(n, "").strip() for n in FILTER_FIELDS if request.args.get(n, "").strip()}
+        args = _filter_args()
         errors: dict[str, str] = {}
         rows: list[Payment] = []
         total, totals = 0, []
@@ -110,6 +129,33 @@ class PaymentsView(SecureView):
             links={p.id: can_members and permits(actor, "members.read", p.member) for p in rows},
             refundable={p.id: p.status == "completed" and permits(actor, dues.REFUND, p) for p in rows},
         ), 400 if errors else 200
+
+    @expose("/export")
+    def export(self):
+        """The filtered list as a CSV or XLSX file; a refused export goes back to the list with the reason."""
+        actor = current_actor()
+        args = _filter_args()
+        try:
+            filters = payments.parse_filters(actor, args)
+            return payment_export.export(actor, filters, request.args.get("format", "csv")).response()
+        except ServiceError as exc:  # bad filters, format or size: a reading request, nothing to roll back
+            for message in (exc.errors.values() if isinstance(exc, ValidationErrors) else [exc.message]):
+                flash(message, "error")
+        return redirect(url_for(".index", **args))
+
+    @expose("/<pk:payment_id>/receipt")
+    def receipt(self, payment_id: int):
+        """The payment's PDF receipt for staff (404 outside the area); none yet: back to the list with why."""
+        payment = load_for(current_actor(), Payment, payment_id, dues.READ, message="You may not see this payment.")
+        try:
+            body = receipts.render_receipt_pdf(payment)
+        except ServiceError as exc:
+            flash(exc.message, "warning")
+            return redirect(url_for(".index"))
+        response = Response(body, mimetype="application/pdf")
+        response.headers["Content-Disposition"] = f'attachment; filename="{receipts.receipt_filename(payment)}"'
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
 
     # -- refund ------------------------------------------------------------------------
 
@@ -147,12 +193,6 @@ class PaymentsView(SecureView):
 # --- recording a manual payment ------------------------------------------------------------
 
 
-def member_for_payment(actor: Any, number: str) -> Member | None:
-    """The live member with this membership number in the actor's ``payments.create`` scope, else None."""
-    stmt = select(Member).where(Member.membership_number.in_({number, number.upper()}), Member.deleted_at.is_(None))
-    return db.session.scalar(scoped(stmt, actor, dues.CREATE, Member))
-
-
 class RecordPaymentView(SecureView):
     permission = dues.CREATE
 
@@ -171,7 +211,10 @@ class RecordPaymentView(SecureView):
     @expose("/", methods=("GET", "POST"))
     def index(self):
         if request.method != "POST":
-            return self._render(self._form(blank=True))
+            form = self._form(blank=True)
+            # ?membership_number= (the member page's "Record a payment"): only a prefill, checked on POST.
+            form.membership_number.data = request.args.get("membership_number", "").strip()[:32]
+            return self._render(form)
         actor = current_actor()
         form = self._form()
         number = (form.membership_number.data or "").strip()
@@ -184,7 +227,7 @@ class RecordPaymentView(SecureView):
                 data["amount_minor"] = parse_price(raw_amount)
             except ValueError:
                 amount_error = AMOUNT_BAD
-        member = member_for_payment(actor, number) if number else None
+        member = dues.payer(actor, number=number, permission=dues.CREATE)
         if member is None:
             # No member to record for: the service cannot be asked, so the form says what it can read itself.
             form.membership_number.errors = ["Give the member's membership number."] if not number else [NO_MEMBER]
@@ -213,9 +256,37 @@ class RecordPaymentView(SecureView):
         return redirect(url_for("dues_payments.index"))
 
 
+# --- the member's page ---------------------------------------------------------------------
+
+
+def member_payments_panel(member: Member) -> dict[str, Any]:
+    """What the member's console page shows about their dues: the latest payments the user may read.
+
+    Shown only to users with ``payments.read`` over the member; the payments
+    listed are further those the user may read (a payment lives where it was
+    paid, so one made before the member moved in may be out of sight).
+    """
+    if not permits(current_user, dues.READ, member):
+        return {"visible": False}
+    where = [Payment.member_id == member.id]
+    stmt = scoped(select(Payment).where(*where), current_user, dues.READ, Payment)
+    rows = list(db.session.scalars(stmt.options(selectinload(Payment.tier))
+                                   .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(PANEL_SIZE)))
+    total = len(rows) if len(rows) < PANEL_SIZE else db.session.scalar(
+        scoped(select(func.count(Payment.id)).where(*where), current_user, dues.READ, Payment)) or 0
+    return {
+        "visible": True, "rows": rows, "total": total, "money": dues.format_money,
+        "status_labels": dues.STATUS_LABELS, "method_labels": dues.METHOD_LABELS, "badges": STATUS_BADGES,
+        "can_record": permits(current_user, dues.CREATE, member) and not member.is_deleted,
+    }
+
+
 def register(admin: Any) -> None:
     admin.add_view(PaymentsView(name="Payments", endpoint="dues_payments", url="/admin/dues/payments",
                                 category="Dues"))
     admin.add_view(RecordPaymentView(name="Record a payment", endpoint="dues_record", url="/admin/dues/record",
                                      category="Dues"))
     dues_tiers.register(admin)
+    dues_reconcile.register(admin)
+    dues_report.register(admin)  # Dues > Report: per unit and month, with a chart
+    admin.app.jinja_env.globals["member_payments_panel"] = member_payments_panel

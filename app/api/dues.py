@@ -14,6 +14,8 @@ area 404, inside it without the right 403.
 - ``GET /members/{id}/payments`` (payments.read), ``GET /me/payments`` (the
   caller's own membership record).
 - ``GET /payments/{id}/receipt``: the PDF receipt (staff in scope, or the payer).
+- ``POST /me/payments/checkout``: what the portal's "Pay online" does, for a
+  phone app: the pending payment and the Stripe Checkout URL to open.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from app.api.serialize import page_of
 from app.api.spec import BINARY, Content, operation
 from app.extensions import db
 from app.models import MANUAL_METHODS, PAYMENT_METHODS, PAYMENT_STATUSES
-from app.security import has_permission, load_for, permits
+from app.security import has_permission, load_for
 from app.services import dues, self_service
-from app.services.dues import payments, receipts, tiers
+from app.services.dues import online, payments, receipts, tiers
 
 
 class Tier(Out):
@@ -115,6 +117,18 @@ class ManualPayment(Body):
     amount_minor: int | None = Field(None, ge=1, le=10**12, description="Default: the tier's price.")
 
 
+class CheckoutRequest(Body):
+    """The tier to pay for (``GET /tiers``)."""
+
+    tier_id: Id
+
+
+class CheckoutStarted(Out):
+    payment: Payment
+    checkout_url: str = Field(description="Stripe's payment page: open it in a browser. Stripe sends the member "
+                                          "back to the portal, which confirms the payment with Stripe.")
+
+
 def _page(stmt, query: PageQuery, endpoint: str, **args):
     total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     rows = [] if query.offset >= total else list(db.session.scalars(
@@ -160,8 +174,8 @@ def record_payment(json: ManualPayment):
     me = actor()
     if not has_permission(me, dues.CREATE):
         raise ApiError(403, "You may not record payments.", {"permission": dues.CREATE})
-    member = db.session.get(models.Member, json.member_id)
-    if member is None or member.deleted_at is not None or not permits(me, dues.READ, member):
+    member = dues.payer(me, member_id=json.member_id)
+    if member is None:
         message = "No such member in your area."
         raise ApiError(422, message, {"field": "member_id", "fields": {"member_id": message}})
     payment = dues.record_manual(me, member, json.model_dump(exclude={"member_id"}))
@@ -192,6 +206,28 @@ def my_payments(query: PageQuery):
     member = self_service.own_member(actor())
     stmt = select(models.Payment).where(models.Payment.member_id == member.id)
     return _page(stmt, query, "api.my_payments")
+
+
+@bp.post("/me/payments/checkout")
+@operation("payments", responses={201: (CheckoutStarted, "The pending payment and where to pay it.")},
+           errors=(404, 409, 502))
+def my_checkout(json: CheckoutRequest):
+    """Pay your dues online
+
+    Creates a pending payment of the tier and its Stripe Checkout Session; open ``checkout_url`` to pay. The
+    payment completes (and the membership renews) when Stripe confirms it, through its webhook or the portal's
+    return page; follow it with ``GET /me/payments``. 409 when online payment is off, your membership cannot
+    be paid for online (suspended, for life) or its renewal window has not opened yet (the message says when
+    it does); 422 on tier_id for an unknown or withdrawn tier; 502 when Stripe cannot be reached.
+    """
+    member = self_service.own_member(actor())
+    tier = db.session.get(models.MembershipTier, json.tier_id)
+    if tier is None:
+        message = "No such tier: see GET /api/v1/tiers."
+        raise ApiError(422, message, {"field": "tier_id", "fields": {"tier_id": message}})
+    payment, url = online.start_checkout(member, tier)
+    db.session.commit()
+    return CheckoutStarted(payment=Payment.of(payment), checkout_url=url), 201
 
 
 @bp.get("/payments/<pk:payment_id>/receipt")

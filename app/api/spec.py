@@ -91,6 +91,9 @@ ERRORS = {
     422: "A value broke a rule: details.field names the (first) field, details.fields maps every field at "
          "fault to its message.",
     429: "Rate limit exceeded; see the Retry-After header.",
+    502: "A service Muster relies on (the payment provider) could not be reached or refused the request: "
+         "nothing was changed, try again later.",
+    503: "A service this call needs is not set up on this server.",
 }
 NOT_JSON = frozenset({414})  # answered by the server in front of the app
 ALWAYS = (405, 413, 414)  # any URL may be sent another method, an oversized body or an overlong query

@@ -20,8 +20,8 @@ from app.models.base import UTCDateTime, utcnow
 
 # verify-email: a member who joined proves the mailbox is theirs; change-email: a member's new address does
 # (following it makes the change); reset-password: "Forgot password"; activate: set a first password
-# (members made by staff, new staff).
-LINK_PURPOSES = ("verify-email", "change-email", "reset-password", "activate")
+# (members made by staff, new staff); renew: a renewal reminder's "Renew now" (start paying without signing in).
+LINK_PURPOSES = ("verify-email", "change-email", "reset-password", "activate", "renew")
 
 
 class OneTimeLink(db.Model):

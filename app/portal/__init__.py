@@ -14,6 +14,8 @@
   link and QR, share buttons, invitations, points and ranks.
 - ``dues``: ``/dues``, "Pay dues / renew": tiers, paying online (Stripe
   Checkout), the return page that re-reads the session, the member's payments.
+- ``renew``: ``/renew/<token>``, a renewal reminder's "Renew now": paying
+  without signing in, the token being the proof.
 - ``notifications``: ``/notifications`` (the bell's list, mark read), mail
   preferences, ``/unsubscribe/<token>`` (one-click, no sign-in).
 
@@ -24,7 +26,7 @@ commits once. Pages work from 360 px wide; scripts live in app/static/js
 (the Content-Security-Policy runs no inline script).
 """
 
-from app.portal import card, dues, events, home, join, notifications, profile, referrals  # noqa: F401  (each attaches its routes to ``bp``)
+from app.portal import card, dues, events, home, join, notifications, profile, referrals, renew  # noqa: F401  (each attaches its routes to ``bp``)
 from app.portal.blueprint import bp
 
 __all__ = ["bp"]

@@ -2,8 +2,10 @@
 
 - ``/dues``: the tiers (price, duration, card), a "Pay online" button for
   each when Stripe is configured (``STRIPE_SECRET_KEY``; without it the page
-  says to pay a treasurer of the ward), and the member's payments with their
-  receipt numbers and what each extended.
+  says to pay a treasurer of the ward) and the renewal window is open
+  (``renewal.renewal_state``: else the page says until when the membership
+  runs and from when it can be renewed), and the member's payments with
+  their receipt numbers and what each extended.
 - ``/dues/pay`` (POST, a tier): a pending payment and its Checkout Session;
   the member is sent to Stripe's page.
 - ``/dues/done?session_id=``: where Stripe sends the member back. The
@@ -18,26 +20,35 @@ header. POST views commit once.
 
 from __future__ import annotations
 
-from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from app.database import write_aside
 from app.extensions import db
+from app.headers import policy_allowing_form_targets
 from app.models import MembershipTier, Payment
 from app.portal.blueprint import actor, bp
-from app.services import dues, mail, self_service
-from app.services.dues import online, receipts, stripe_gateway, tiers
+from app.services import dues, self_service
+from app.services.dues import online, receipts, renewal, stripe_gateway, tiers
 from app.services.errors import ServiceError
+
+
+def paying_page(body: str, status: int = 200) -> Response:
+    """A page holding "Pay online" forms: its policy lets those forms' redirect reach Stripe's Checkout page."""
+    response = make_response(body, status)
+    if stripe_gateway.enabled():
+        response.headers["Content-Security-Policy"] = policy_allowing_form_targets(stripe_gateway.checkout_origins())
+    return response
 
 
 def _render(status: int = 200):
     member = self_service.own_member(actor())
-    return render_template("portal/dues.html", member=member, tiers=tiers.active_tiers(),
-                           payments=dues.payments_of(member), online=stripe_gateway.enabled(), form=FlaskForm(),
-                           money=dues.format_money, methods=dues.METHOD_LABELS,
-                           statuses=dues.STATUS_LABELS), status
+    return paying_page(render_template(
+        "portal/dues.html", member=member, tiers=tiers.active_tiers(), payments=dues.payments_of(member),
+        online=stripe_gateway.enabled(), form=FlaskForm(), renewal=renewal.renewal_state(member),
+        money=dues.format_money, methods=dues.METHOD_LABELS, statuses=dues.STATUS_LABELS), status)
 
 
 @bp.route("/dues")
@@ -53,10 +64,8 @@ def dues_pay():
     tier = db.session.get(MembershipTier, request.form.get("tier_id", type=int) or 0)
     if tier is None:
         abort(404)
-    success = mail.link_to("portal.dues_done") + "?session_id={CHECKOUT_SESSION_ID}"  # Stripe fills it in
     try:
-        _payment, url = online.start_checkout(member, tier, success_url=success,
-                                              cancel_url=mail.link_to("portal.dues_page"))
+        _payment, url = online.start_checkout(member, tier)
         db.session.commit()
     except ServiceError as exc:
         db.session.rollback()

@@ -10,6 +10,9 @@ from app.models import MembershipCard, Payment
 from app.services.cards import add_months
 from app.services.dues import tiers
 from tests.api.conftest import ApiClient, assert_error
+from tests.stripe_standin import standin_fixture
+
+stripe_standin = standin_fixture()
 
 
 @pytest.fixture()
@@ -97,3 +100,67 @@ def test_receipts_for_staff_in_scope_and_the_payer(as_coord, annual, tree, make_
     assert here.receipt_number in response.headers["Content-Disposition"]
     assert_error(as_coord.get(f"/payments/{there.id}/receipt"), 404)
     assert_error(as_coord.get(f"/payments/{pending.id}/receipt"), 409)
+
+
+
+@pytest.fixture()
+def payer(api, tree, make_member, make_user):
+    """A member whose card runs out next month (their renewal window is open), signed in to the API."""
+    from datetime import date
+
+    from app.services import cards
+
+    member = make_member(tree["w1"], email="payer@example.org")
+    make_user("payer@test.org", "member", member=member)
+    card = cards.issue_card(None, member, today=add_months(date.today(), -11))
+    db.session.commit()
+    return {"api": ApiClient(api.client).login("payer@test.org"), "member": member, "expiry": card.expires_on}
+
+
+def test_without_stripe_checkout_is_refused_and_nothing_written(payer, annual):
+    body = assert_error(payer["api"].post("/me/payments/checkout", json={"tier_id": annual.id}), 409)
+    assert "not available" in body["error"]
+    assert db.session.scalar(select(Payment.id)) is None
+
+
+def test_a_member_starts_paying_online_as_the_portal_does(payer, annual, stripe_standin, app):
+    """POST /me/payments/checkout: the pending payment and Stripe's URL; paying there renews once."""
+    from app.services.dues import online
+
+    client = payer["api"]
+    assert_error(client.post("/me/payments/checkout", json={"tier_id": 999999}), 422, "tier_id")
+    assert_error(client.post("/me/payments/checkout", json={}), 422, "tier_id")
+    response = client.post("/me/payments/checkout", json={"tier_id": annual.id})
+    assert response.status_code == 201, response.get_json()
+    started = response.get_json()
+    assert started["checkout_url"].startswith(stripe_standin.base_url)
+    payment = started["payment"]
+    assert (payment["status"], payment["method"], payment["amount"]) == ("pending", "stripe", "120.00 ZMW")
+    [sent] = stripe_standin.requests_to("POST", "/v1/checkout/sessions")
+    assert sent.form["client_reference_id"] == str(payment["id"])
+    assert sent.form["success_url"] == f"{app.config['PUBLIC_URL']}/dues/done?session_id={{CHECKOUT_SESSION_ID}}"
+
+    session_id = db.session.get(Payment, payment["id"]).stripe_session_id
+    stripe_standin.pay(session_id)
+    online.follow_session(session_id)  # as the return page or the webhook does
+    db.session.commit()
+    own = client.get("/me/payments").get_json()["items"][0]
+    assert own["status"] == "completed" and own["receipt_number"]
+    assert own["extended_from"] == payer["expiry"].isoformat()
+    assert own["extended_to"] == add_months(payer["expiry"], 12).isoformat()
+    # Renewed for a year: the window is closed again, and the answer says from when it opens.
+    body = assert_error(client.post("/me/payments/checkout", json={"tier_id": annual.id}), 409)
+    assert "You can renew from" in body["error"]
+    assert len(stripe_standin.requests_to("POST", "/v1/checkout/sessions")) == 1
+
+
+def test_when_stripe_is_down_checkout_answers_502_and_keeps_no_payment(payer, annual, stripe_standin):
+    stripe_standin.fail_next(500, times=5)
+    body = assert_error(payer["api"].post("/me/payments/checkout", json={"tier_id": annual.id}), 502)
+    assert body["error"]
+    assert db.session.scalar(select(Payment.id)) is None
+
+
+def test_checkout_needs_a_membership_record(as_admin, annual, api):
+    assert_error(as_admin.post("/me/payments/checkout", json={"tier_id": annual.id}), 404)
+    assert api.post("/me/payments/checkout", json={"tier_id": annual.id}).status_code == 401

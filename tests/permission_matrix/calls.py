@@ -119,11 +119,12 @@ def fill(value: Any, values: dict[str, Any]) -> Any:
 class Caller:
     """Signs one principal in (session for the console and the portal, bearer token for the API) and calls rows."""
 
-    def __init__(self, client, principal: str) -> None:
+    def __init__(self, client, principal: str, token: str | None = None) -> None:
         self.client = client
         self.principal = principal
         self.email = PRINCIPALS[principal].email
-        self._token: str | None = None
+        self._token = token
+        self._csrf: str | None = None
         self._signed_in = False
 
     def sign_in(self) -> None:
@@ -139,8 +140,11 @@ class Caller:
         return self._token
 
     def csrf(self) -> str:
+        """The session's CSRF token (read once: it holds for the whole session)."""
         self.sign_in()
-        return csrf_token_from(self.client.get("/login").get_data(as_text=True))
+        if self._csrf is None:
+            self._csrf = csrf_token_from(self.client.get("/login").get_data(as_text=True))
+        return self._csrf
 
     def call(self, row, values: dict[str, Any]):
         path = row.path.format(**values)
@@ -177,6 +181,8 @@ def verdict(response, row) -> Any:
         return f"server error {code}"
     if code in (401, 403, 404):
         return code
+    if code == 409 and row.conflict:
+        return "ok"
     if row.form and row.method == "POST":
         return "ok" if redirect else ("form" if code in (200, 400, 422) else code)
     if code in (200, 201, 202, 204) or redirect:

@@ -32,7 +32,7 @@ from app.models import AuditEntry, ErasureRequest, ImportUpload, MemberChangeReq
 from app.models.base import utcnow
 from app.services import cards as card_service
 from app.services import events as event_service
-from app.services import geo, rbac
+from app.services import auth, geo, rbac
 from app.services import mail as mail_service
 from app.services import members as member_service
 from app.services import referrals as referral_service
@@ -112,9 +112,11 @@ def _build() -> dict[str, Any]:
     rbac.create_role(None, READER_ROLE[0], "Reads across an area", READER_ROLE[1])
     make = _Builder()
     own_members = []  # the principals' own member records: each gets a card (self-service rows read it)
-    for principal in PRINCIPALS.values():
+    tokens: dict[str, str] = {}  # an API token per principal, issued once (a test's requests may revoke it)
+    for name, principal in PRINCIPALS.items():
         if principal.email is not None:
             user = make.user(principal.email, principal.roles, principal.member_of)
+            tokens[name] = auth.issue_token(user, "matrix")[0]
             if user.member is not None:
                 card_service.issue_card(None, user.member)
                 own_members.append(user.member)
@@ -169,7 +171,7 @@ def _build() -> dict[str, Any]:
             "role": matrix_role.id, "member_role": roles["member"], "coord_role": roles["ward_coordinator"],
             "csv_file": Upload("members.csv", CSV.read_bytes()), "pdf_file": Upload("minutes.pdf", PDF),
         }
-    return {"sides": sides, "units": {key: unit.id for key, unit in make.units.items()}}
+    return {"sides": sides, "units": {key: unit.id for key, unit in make.units.items()}, "tokens": tokens}
 
 
 @pytest.fixture(scope="package")
@@ -187,6 +189,12 @@ def _committed_world(app):
 def world(_committed_world):
     """{side: {placeholder: value}} for the in, near and out sides (a copy each test may extend)."""
     return copy.deepcopy(_committed_world["sides"])
+
+
+@pytest.fixture()
+def tokens(_committed_world) -> dict[str, str]:
+    """{principal: API bearer token}, issued when the world was built (the token request has its own tests)."""
+    return _committed_world["tokens"]
 
 
 @pytest.fixture()

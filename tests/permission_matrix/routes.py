@@ -47,6 +47,9 @@ class Row:
     in_body: bool = False
     form: bool = False
     own: bool = False
+    # A 409 counts as through: the call passed every permission check and met the state of things (paying
+    # online with Stripe switched off, as in the tests' config).
+    conflict: bool = False
 
     def __post_init__(self) -> None:
         if not self.reads:
@@ -335,6 +338,19 @@ ROWS = [
         reads="payments.read"),
     Row("dues_payments.refund", "POST", "/admin/dues/payments/{payment}/refund", "payments.refund", "payment",
         {"reason": "matrix"}, reads="payments.read", form=True),
+    Row("dues_payments.export", "GET", "/admin/dues/payments/export?format=csv", "payments.read"),
+    Row("dues_payments.receipt", "GET", "/admin/dues/payments/{payment}/receipt", "payments.read", "payment"),
+    # reconciliation: the payments awaiting fulfilment; the matrix's cash {payment} is checked (409: not online)
+    # or renewed ("already renewed"), each a flash and a redirect
+    # the dues report of a unit (payments below it roll up to its children); a unit is seen through any staff
+    # grant over it (security's Unit rule), which here is members.read: the reader sees W2 but reads no payments
+    Row("dues_report.index", "GET", "/admin/dues/report/?unit_id={unit}", "payments.read", "unit",
+        reads="members.read"),
+    Row("dues_reconcile.index", "GET", "/admin/dues/reconcile/", "payments.read"),
+    Row("dues_reconcile.check", "POST", "/admin/dues/reconcile/{payment}/check", "payments.create", "payment",
+        reads="payments.read"),
+    Row("dues_reconcile.renew", "POST", "/admin/dues/reconcile/{payment}/renew", "payments.create", "payment",
+        reads="payments.read"),
     Row("dues_record.index", "GET", "/admin/dues/record/", "payments.create"),
     Row("dues_record.index", "POST", "/admin/dues/record/", "payments.create", "member",
         {"membership_number": "{member_number}", "tier_id": "{tier}", "method": "cash"}, reads="payments.read",
@@ -356,6 +372,8 @@ ROWS = [
     Row("api.member_payments", "GET", "/api/v1/members/{member}/payments", "payments.read", "member",
         reads="members.read"),
     Row("api.my_payments", "GET", "/api/v1/me/payments", "profile.read_own", own=True),
+    Row("api.my_checkout", "POST", "/api/v1/me/payments/checkout", "profile.read_own", body={"tier_id": "{tier}"},
+        own=True, conflict=True),
     Row("api.payment_receipt", "GET", "/api/v1/payments/{payment}/receipt", "payments.read", "payment"),
     # --- API: referrals (issue 13): a referral lives where its referrer belongs; {referral} is a pending
     # invitation of the side's member, {credited_referral} a referral of theirs that earned points
@@ -459,7 +477,9 @@ PUBLIC = {("api.issue_token", "POST"), ("api.openapi_document", "GET"), ("api.ve
           # Stripe's webhook (issue 14): no session, a signed body instead: tests/services/test_dues_online.py
           ("webhooks.stripe_webhook", "POST"),
           # the return from Stripe names one member's Checkout Session: tests/portal/test_dues.py
-          ("portal.dues_done", "GET")}
+          ("portal.dues_done", "GET"),
+          # a renewal reminder's "Renew now" (a signed token in the path): tests/portal/test_renew_link.py
+          ("portal.renew", "GET"), ("portal.renew", "POST"), ("portal.renew_done", "GET")}
 # Outside the matrix: sign-in, the public verification pages (the QR's and the /verify/ index), static files.
 EXCLUDED_BLUEPRINTS = {"auth", "verify", "verify_index"}
 EXCLUDED_ENDPOINTS = {"static", "admin.static"}

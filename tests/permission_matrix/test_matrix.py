@@ -22,8 +22,8 @@ from tests.permission_matrix.rules import PRINCIPALS, expected, sides
 
 @pytest.mark.parametrize("principal", list(PRINCIPALS))
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r.endpoint}:{r.method}")
-def test_matrix(client, world, principal, row):
-    caller = Caller(client, principal)
+def test_matrix(client, world, tokens, principal, row):
+    caller = Caller(client, principal, tokens.get(principal))
     if row.obj in ("job", "api_job"):
         add_jobs(world, principal)
     if row.obj == "upload":

@@ -29,9 +29,9 @@ stripe_standin = standin_fixture()
 
 @pytest.fixture()
 def bought(stripe_standin, staff, tree, make_member):
-    """A member with a card, and the pending payment of a Checkout Session for the Annual tier."""
+    """A member with a card due for renewal next month, and the pending payment of a Checkout Session (Annual)."""
     member = make_member(tree["w1"], email="payer@example.org")
-    card = cards.issue_card(None, member)
+    card = cards.issue_card(None, member, today=add_months(date.today(), -11))
     tier = tiers.create_tier(staff["admin"], {"name": "Annual", "price": "150", "currency": "ZMW",
                                               "duration_months": "12"})
     payment, url = online.start_checkout(member, tier, success_url="http://muster.test/done?s={CHECKOUT_SESSION_ID}",
@@ -142,3 +142,30 @@ def test_kinds_muster_does_not_use_get_200(client, stripe_standin):
                           "livemode": False, "data": {"object": {"id": "cus_1", "object": "customer"}}}).encode()
     response = post_event(client, payload)
     assert response.status_code == 200 and response.get_json()["outcome"] == "ignored"
+
+
+def test_a_delayed_payment_stays_pending_while_the_bank_processes_it(client, stripe_standin, bought):
+    """A bank debit: completed but unpaid is "processing", not failed; settling renews, declining fails."""
+    payment = bought["payment"]
+    stripe_standin.pay(payment.stripe_session_id, delayed=True)
+    assert post_event(client, stripe_standin.last_event("checkout.session.completed")).status_code == 200
+    assert fresh(payment).status == "pending" and fresh(payment).fulfilled_at is None
+    online.follow_session(payment.stripe_session_id)  # the member back on the return page meanwhile
+    db.session.commit()
+    assert fresh(payment).status == "pending"
+    stripe_standin.pay(payment.stripe_session_id)  # the bank pays
+    assert post_event(client, stripe_standin.last_event("checkout.session.async_payment_succeeded")).status_code == 200
+    assert fresh(payment).status == "completed" and fresh(payment).receipt_number
+    db.session.expire_all()
+    assert db.session.get(MembershipCard, bought["card"].id).expires_on == add_months(bought["expiry"], 12)
+
+
+def test_a_declined_delayed_payment_fails_and_renews_nothing(client, stripe_standin, bought):
+    payment = bought["payment"]
+    stripe_standin.pay(payment.stripe_session_id, delayed=True)
+    post_event(client, stripe_standin.last_event("checkout.session.completed"))
+    stripe_standin.decline(payment.stripe_session_id)
+    assert post_event(client, stripe_standin.last_event("checkout.session.async_payment_failed")).status_code == 200
+    assert fresh(payment).status == "failed" and fresh(payment).receipt_number is None
+    db.session.expire_all()
+    assert db.session.get(MembershipCard, bought["card"].id).expires_on == bought["expiry"]

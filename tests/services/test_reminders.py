@@ -78,7 +78,8 @@ def test_each_renewal_offset_goes_out_once_at_its_day_across_re_runs(app, smtp_m
         f"Your {app.config['ORG_NAME']} membership card expired 14 days ago"]
     assert {m["To"] for m in smtp_mail.messages} == {"ada@example.org"}
     body = smtp_mail.messages[0].get_body(("plain",)).get_content()
-    assert "Hello Ada," in body and f"{app.config['PUBLIC_URL']}/card" in body
+    assert "Hello Ada," in body and f"{app.config['PUBLIC_URL']}/dues" in body
+    assert f"Renew now (no need to sign in): {app.config['PUBLIC_URL']}/renew/" in body
     assert "31 March 2027" in body
     assert smtp_mail.messages[0]["List-Unsubscribe"]  # an optional notice: one-click unsubscribe
     assert [r.kind for r in log_rows(ada)] == ["renewal-30", "renewal-7", "renewal+0", "renewal+14"]

@@ -28,7 +28,7 @@ from app.database import lock_row
 from app.extensions import db
 from app.models import MANUAL_METHODS, Member, MembershipCard, MembershipTier, Payment
 from app.models.base import utcnow
-from app.security import authorize
+from app.security import authorize, scoped
 from app.services import audit, counters
 from app.services import members as member_service
 from app.services.cards.paid import extend_for_payment, undo_extension
@@ -123,6 +123,26 @@ def complete(payment: Payment, *, today: date | None = None) -> Payment:
         payment.status, payment.completed_at = "completed", utcnow()
         db.session.flush()
     return fulfil(payment, today=today)
+
+
+def payer(actor: Any, *, member_id: int | None = None, number: str | None = None,
+          permission: str = READ) -> Member | None:
+    """The live member a manual payment names, by id or membership number, if ``actor`` may see them.
+
+    Seen through ``permission``: the API looks with ``payments.read`` (a
+    member seen but not theirs to record for is then ``record_manual``'s 403),
+    the console's form with ``payments.create`` (it offers only what the
+    user may do). None when there is no such live member in that scope: an
+    unknown member and one outside the area read the same.
+    """
+    stmt = select(Member).where(Member.deleted_at.is_(None))
+    if member_id is not None:
+        stmt = stmt.where(Member.id == member_id)
+    elif number:
+        stmt = stmt.where(Member.membership_number.in_({number, number.upper()}))
+    else:
+        return None
+    return db.session.scalar(scoped(stmt, actor, permission, Member))
 
 
 def record_manual(actor: Any, member: Member, data: dict[str, Any], *, today: date | None = None) -> Payment:

@@ -23,26 +23,33 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.models import Member, MembershipTier, Payment, StripeEvent
 from app.services import dues
+from app.services.dues import renewal
+from app.services.mail import link_to
 from app.services.dues import stripe_gateway as gateway
 from app.services.errors import ServiceError
 
 SESSION_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded",
                   "checkout.session.async_payment_failed", "checkout.session.expired")
 REFUND_EVENTS = ("charge.refunded",)
-PAYABLE_STATUSES = ("pending", "active", "lapsed")  # who may pay online (the rest are held for staff anyway)
 
 
-def start_checkout(member: Member, tier: MembershipTier, *, success_url: str, cancel_url: str) -> tuple[Payment, str]:
+def start_checkout(member: Member, tier: MembershipTier, *, success_url: str | None = None,
+                   cancel_url: str | None = None) -> tuple[Payment, str]:
     """A pending payment and its Checkout Session: (payment, the URL to send the member to).
 
-    ``success_url`` carries ``{CHECKOUT_SESSION_ID}`` literally: Stripe fills it in.
+    Stripe sends the member back to ``success_url`` (default: the portal's
+    return page, which re-reads the session) or ``cancel_url`` (default: the
+    portal's dues page), both on MUSTER_PUBLIC_URL; ``success_url`` carries
+    ``{CHECKOUT_SESSION_ID}`` literally: Stripe fills it in. Refused (409) when
+    online payment is off or the member's renewal window is closed (``renewal.require_open``).
     """
     if not gateway.enabled():
         raise ServiceError("Online payment is not available; pay a treasurer of your ward instead.", status=409)
     if not tier.active:
         raise ServiceError("This tier is no longer offered.", field="tier_id")
-    if member.is_deleted or member.status not in PAYABLE_STATUSES:
-        raise ServiceError(f"Your membership is {member.status}: please contact your ward.", status=409)
+    renewal.require_open(member)
+    success_url = success_url or link_to("portal.dues_done") + "?session_id={CHECKOUT_SESSION_ID}"
+    cancel_url = cancel_url or link_to("portal.dues_page")
     payment = dues.new_payment(member, tier, "stripe")
     session_id, url = gateway.create_checkout_session(
         payment_id=payment.id, amount_minor=payment.amount_minor, currency=payment.currency,
@@ -62,8 +69,16 @@ def _payment_for_session(state: gateway.CheckoutState) -> Payment | None:
     return payment
 
 
-def follow_session(session_id: str) -> Payment | None:
-    """Move the session's payment to what Stripe says now (paid: completed and fulfilled once)."""
+def follow_session(session_id: str, *, async_failed: bool = False) -> Payment | None:
+    """Move the session's payment to what Stripe says now (paid: completed and fulfilled once).
+
+    A session that is complete but unpaid is a delayed payment (a bank
+    debit) still being processed, and stays pending: the session alone does
+    not tell processing from failed. Only Stripe's verified
+    ``async_payment_failed`` event (``async_failed``) marks it failed, so the
+    member is never told "nothing was charged, try again" while their bank
+    is still paying.
+    """
     state = gateway.retrieve_session(session_id)
     payment = _payment_for_session(state)
     if payment is None:
@@ -79,7 +94,8 @@ def follow_session(session_id: str) -> Payment | None:
         return payment
     if payment.status == "pending" and state.status == "expired":
         payment.status = "cancelled"
-    elif payment.status == "pending" and state.status == "complete" and state.payment_status == "unpaid":
+    elif payment.status == "pending" and state.status == "complete" and state.payment_status == "unpaid" \
+            and async_failed:
         payment.status = "failed"  # an asynchronous payment (a bank debit) that did not go through
     db.session.flush()
     return payment
@@ -114,7 +130,7 @@ def handle_event(event: Any) -> str:
         return "duplicate"
     obj = event.data.object
     if kind in SESSION_EVENTS:
-        payment = follow_session(obj.id)
+        payment = follow_session(obj.id, async_failed=kind == "checkout.session.async_payment_failed")
     else:
         payment = follow_refund(obj.payment_intent) if getattr(obj, "payment_intent", None) else None
     if payment is None:

@@ -32,6 +32,7 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import stripe
 from flask import current_app
@@ -95,6 +96,15 @@ class ChargeState:
 def enabled() -> bool:
     """Whether online payment is offered: a Stripe secret key is configured."""
     return bool(current_app.config.get("STRIPE_SECRET_KEY"))
+
+
+def checkout_origins() -> tuple[str, ...]:
+    """Where "Pay online" sends the browser: Stripe's Checkout pages (the stand-in's address in the tests)."""
+    base = current_app.config.get("STRIPE_API_BASE")
+    if base:
+        parts = urlsplit(base)
+        return (f"{parts.scheme}://{parts.netloc}",)
+    return ("https://checkout.stripe.com",)
 
 
 def client() -> stripe.StripeClient:

@@ -19,7 +19,8 @@ queued outbox row that the mail sweep re-enqueues (no duplicate: delivery
 claims the row). Everything not mailed is in the log with its reason: opted
 out, no email address, renewed (reminders counting from an expiry date the
 card no longer has, recorded when they fall due), already sent (the outbox
-already held the message). A delivery that failed after its retries shows as
+already held the message). A renewal reminder's mail carries a "Renew now"
+link (``dues.renewal.renew_link_token``): the tiers, no sign-in needed. A delivery that failed after its retries shows as
 the outbox row's status, next to the log row.
 
 Renewal reminders count from the member's latest card (not lifetime) in the
@@ -42,6 +43,7 @@ from sqlalchemy.orm import aliased, joinedload
 from app.database import insert_on_conflict
 from app.extensions import db
 from app.models import Event, EventRegistration, MailMessage, Member, MembershipCard, ReminderLog
+from app.services.dues.renewal import renew_link_token
 from app.services.reminders import settings
 from app.services.reminders.settings import fill
 
@@ -239,7 +241,8 @@ def _renewal_message(row: ReminderLog, config: settings.ReminderSettings) -> tup
     values = {"first_name": row.member.first_name, "org_name": current_app.config["ORG_NAME"],
               "card_number": card.card_number if card else "", "expires_on": _format_day(row.expires_on),
               "when": _when(row.offset_days or 0)}
-    return RENEWAL_MAIL, fill(config.renewal_subject, values), fill(config.renewal_text, values), link_to("portal.card")
+    return RENEWAL_MAIL, fill(config.renewal_subject, values), fill(config.renewal_text, values), \
+        link_to("portal.dues_page")
 
 
 def _event_message(row: ReminderLog, config: settings.ReminderSettings) -> tuple[str, str, str, str]:
@@ -293,6 +296,8 @@ def _deliver(ids: list[int], config: settings.ReminderSettings, today: date) -> 
             continue
         context = {"reminder_subject": subject, "reminder_text": text, "link": path, "row": row,
                    "event": row.event}
+        if not is_event:  # "Renew now": straight to the tiers, no sign-in (a new link replaces the last one)
+            context["renew_url"] = mail.link_to("portal.renew", token=renew_link_token(member))
         options: dict[str, Any] = {}
         if notifications is not None and hasattr(notifications, "unsubscribe_url"):
             context["unsubscribe_url"] = options["unsubscribe_url"] = notifications.unsubscribe_url(member, notice)
